@@ -1,0 +1,1 @@
+"""descentkit.tuner."""

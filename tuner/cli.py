@@ -1,0 +1,136 @@
+"""The `descentkit` command line.
+
+Only click, pydantic and PyYAML are imported at start-up: `--help` and study-file
+errors answer in well under a second; TensorFlow is imported when training starts.
+A user mistake exits 2 with one line naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from descentkit.tuner.config import ConfigError, load_study
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> None:
+    click.echo(f"descentkit: error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _quiet_tensorflow() -> None:
+    """TensorFlow's C++ start-up chatter (CUDA probing, CPU features) is noise on a CLI."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="descentkit")
+def main() -> None:
+    """Tune and diagnose Keras models trained with SGD."""
+
+
+@main.command()
+@click.argument("study")
+@click.option("--trials", "-n", type=click.IntRange(min=1), help="Trials to add (default: the study's `trials`).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Stop starting trials after this many seconds.")
+@click.option("--storage", help="Optuna storage URL (sqlite:///..., postgresql+psycopg2://...) or a journal file path. Default: ./descentkit_studies/STUDY.journal.")
+@click.option("--study-name", help="Name of the stored study (default: the study's `name`).")
+@click.option("--seed", type=int, help="Override the study's seed.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+def sweep(study: str, trials: int | None, timeout: float | None, storage: str | None,
+          study_name: str | None, seed: int | None, quiet: bool, as_json: bool) -> None:
+    """Run (or resume) a sweep of STUDY: a built-in study name or a YAML file.
+
+    Running the same command again resumes the stored study and adds trials.
+    """
+    try:
+        config = load_study(study)
+    except ConfigError as exc:
+        _fail(str(exc))
+    _quiet_tensorflow()
+    from descentkit.tuner.sweep import run_sweep
+
+    try:
+        result = run_sweep(config, trials=trials, timeout=timeout, storage=storage,
+                           study_name=study_name, seed=seed, progress=not quiet)
+    except ConfigError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted: finished trials are stored; run the same command to resume.", err=True)
+        sys.exit(130)
+    if as_json:
+        click.echo(json.dumps(result.summary.to_dict(), indent=2))
+    else:
+        click.echo(result.summary.to_text())
+
+
+@main.command()
+@click.argument("study")
+@click.option("--storage", help="Storage URL or journal path (default: the embedded file of STUDY).")
+@click.option("--study-name", help="Name of the stored study (default: the study's `name`).")
+@click.option("--json", "as_json", is_flag=True, help="Print every trial as JSON.")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Best trials to show.")
+def results(study: str, storage: str | None, study_name: str | None, as_json: bool, top: int) -> None:
+    """Print the results of a stored sweep of STUDY again."""
+    name = study_name
+    if name is None:
+        try:
+            name = load_study(study).name
+        except ConfigError:
+            name = Path(study).stem  # a study stored under a name with no file here
+    _quiet_tensorflow()
+    import optuna
+
+    from descentkit.tuner.results import summarize_study, trial_rows
+    from descentkit.tuner.storage import default_storage_url, open_storage
+
+    if storage is None and not Path(default_storage_url(name)).is_file():
+        _fail(f"no stored study {name!r} under ./descentkit_studies/; run `descentkit sweep {study}` first or pass --storage")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store, location = open_storage(storage, name)
+    try:
+        stored = optuna.load_study(study_name=name, storage=store)
+    except KeyError:
+        _fail(f"no study named {name!r} in {location}; pass --study-name")
+    summary = summarize_study(stored, location, top=top)
+    if as_json:
+        payload = summary.to_dict()
+        payload["trials"] = [row.__dict__ for row in trial_rows(stored)]
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(summary.to_text(top=top))
+
+
+@main.command()
+def studies() -> None:
+    """List the built-in studies."""
+    import yaml
+
+    from descentkit.studies import builtin_study_names, builtin_study_path
+
+    for name in builtin_study_names():
+        data = yaml.safe_load(builtin_study_path(name).read_text()) or {}
+        click.echo(f"{name:<16} {data.get('description', '')}")
+
+
+@main.command()
+@click.argument("name")
+def show(name: str) -> None:
+    """Print a built-in study's file, to copy as a template."""
+    from descentkit.studies import builtin_study_names, builtin_study_path
+
+    try:
+        click.echo(builtin_study_path(name).read_text(), nl=False)
+    except KeyError:
+        _fail(f"no built-in study {name!r}; choose from {', '.join(builtin_study_names())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""The Optuna objective: sample, build, compile with an SGD variant, fit under diagnosis, report.
+
+Semantics (shared/DESIGN.md, Optuna semantics): the objective metric is
+reported every epoch; a trial stopped by the pruner or for a pathology ends
+PRUNED with `prune_reason` and its findings in user attributes; a non-finite
+result is never returned (it is a pruned trial with reason `divergence`); an
+exception inside a trial is recorded on the trial (type and message) and the
+sweep goes on.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from descentkit.studies import DATASETS, MODELS, Dataset
+from descentkit.tuner.config import CategoricalParam, FloatParam, IntParam, StudyConfig
+from descentkit.tuner.sgd import build_optimizer
+
+DEFAULT_BATCH_SIZE = 32
+# Findings kept on a trial: warnings and criticals (info findings stay in MLflow only).
+RECORDED_SEVERITIES = ("warning", "critical")
+
+
+def _resolve(name: str, registry: Mapping[str, Callable[..., Any]]) -> Callable[..., Any]:
+    if name in registry:
+        return registry[name]
+    import importlib
+
+    module_name, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def as_dataset(value: Any, name: str = "dataset") -> Dataset:
+    """A `Dataset` from a loader's result: a Dataset, `(x, y, x_val, y_val)` or `((x, y), (x_val, y_val))`."""
+    if isinstance(value, Dataset):
+        return value
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, (tuple, list)) for v in value):
+        value = (*value[0], *value[1])
+    if not (isinstance(value, (tuple, list)) and len(value) == 4):
+        raise TypeError(
+            f"{name} must return a descentkit.studies.Dataset, (x, y, x_val, y_val) or ((x, y), (x_val, y_val)); "
+            f"got {type(value).__name__}"
+        )
+    x, y, xv, yv = (np.asarray(a) for a in value)
+    if np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y, 1) == 0):
+        task = "regression"
+    elif y.ndim == 1 or y.shape[-1] == 1:
+        task = "binary" if len(np.unique(np.concatenate([y.ravel(), yv.ravel()]))) == 2 else "multiclass"
+    else:
+        raise TypeError(f"{name}: targets of shape {y.shape} look one-hot; give integer class labels instead")
+    if task != "regression":
+        y, yv = y.astype("int64").reshape(len(y)), yv.astype("int64").reshape(len(yv))
+    return Dataset(x, y, xv, yv, task=task, name=name)
+
+
+def load_dataset(config: StudyConfig) -> Dataset:
+    """The study's train and validation data (built-in loader or the user's function)."""
+    loader = _resolve(config.dataset.name, DATASETS)
+    options = dict(config.dataset.options)
+    if config.dataset.name in DATASETS and config.seed is not None:
+        options.setdefault("seed", config.seed)
+    return as_dataset(loader(**options), name=config.dataset.name)
+
+
+def suggest(trial: Any, space: Mapping[str, Any]) -> dict[str, Any]:
+    """Sample the search space; fixed values pass through.
+
+    `momentum` is only sampled when the sampled `optimizer` uses it (a
+    conditional space: plain SGD trials carry no meaningless momentum).
+    """
+    params: dict[str, Any] = {}
+    for name, spec in space.items():
+        if name == "momentum" and params.get("optimizer") == "sgd":
+            continue
+        if isinstance(spec, FloatParam):
+            params[name] = trial.suggest_float(name, spec.low, spec.high, log=spec.log, step=spec.step)
+        elif isinstance(spec, IntParam):
+            params[name] = trial.suggest_int(name, spec.low, spec.high, log=spec.log, step=spec.step)
+        elif isinstance(spec, CategoricalParam):
+            params[name] = trial.suggest_categorical(name, spec.choices)
+        else:
+            params[name] = spec
+    return params
+
+
+def build_model(config: StudyConfig, params: dict[str, Any], data: Dataset, builder: Callable[..., Any] | None = None) -> Any:
+    """Call the study's model builder with the sampled parameters (and the data, when it takes them)."""
+    fn = builder or _resolve(config.model.name, MODELS)
+    options = dict(config.model.options)
+    if builder is None and config.model.name in MODELS:
+        return fn(params, data, **options)
+    accepted = inspect.signature(fn).parameters
+    if len(accepted) >= 2 or "data" in accepted:
+        return fn(params, data, **options)
+    return fn(params, **options)
+
+
+def compile_model(model: Any, params: Mapping[str, Any], data: Dataset, epochs: int) -> None:
+    """Compile with the sampled SGD variant, schedule, the task's loss and metric."""
+    batch_size = int(params.get("batch_size", DEFAULT_BATCH_SIZE))
+    steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
+    model.compile(
+        optimizer=build_optimizer(params, steps_per_epoch, epochs),
+        loss=data.loss,
+        metrics=data.metrics,
+    )
+
+
+def free_keras_memory() -> None:
+    """Release the graph, functions and models of the finished trial."""
+    import keras
+
+    keras.backend.clear_session(free_memory=True)
+    gc.collect()
+
+
+class Objective:
+    """The per-trial function handed to `study.optimize`.
+
+    Args:
+        config: the study.
+        data: its train and validation arrays (loaded once per sweep).
+        builder: a Python `build_model(params[, data])` overriding the study's model.
+        callbacks: extra Keras callbacks added to every trial's `fit`.
+    """
+
+    def __init__(
+        self,
+        config: StudyConfig,
+        data: Dataset,
+        builder: Callable[..., Any] | None = None,
+        callbacks: list[Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.data = data
+        self.builder = builder
+        self.callbacks = list(callbacks or [])
+        self._probe = data.x_val[:256]
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        try:
+            value = self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error_type", type(exc).__name__)
+            trial.set_user_attr("error_message", str(exc)[:1000])
+            raise
+        finally:
+            free_keras_memory()
+        return value
+
+    def _run(self, trial: Any) -> float:
+        import keras
+        import optuna
+
+        from descentkit.callbacks import OptunaPruning, TrainingMonitor
+
+        config, data = self.config, self.data
+        metric = config.objective.metric
+        params = suggest(trial, config.search_space)
+        if config.seed is not None:
+            keras.utils.set_random_seed(config.seed + trial.number)
+        model = build_model(config, params, data, self.builder)
+        if config.model.compile == "auto" or getattr(model, "optimizer", None) is None:
+            compile_model(model, params, data, config.max_epochs)
+
+        monitor = TrainingMonitor(stop_on=tuple(config.prune_on), probe_data=self._probe, verbose=0)
+        pruning = OptunaPruning(trial, monitor=metric, training_monitor=monitor)
+        history = model.fit(
+            data.x_train,
+            data.y_train,
+            batch_size=int(params.get("batch_size", DEFAULT_BATCH_SIZE)),
+            epochs=config.max_epochs,
+            validation_data=(data.x_val, data.y_val),
+            callbacks=[monitor, pruning, *self.callbacks],
+            verbose=0,
+        ).history
+
+        series = [float(v) for v in history.get(metric, [])]
+        findings = [f.to_dict() for f in monitor.findings if f.severity in RECORDED_SEVERITIES]
+        trial.set_user_attr("epochs_trained", len(series))
+        trial.set_user_attr("history", {k: [float(x) for x in v] for k, v in history.items()})
+        trial.set_user_attr("findings", findings)
+        trial.set_user_attr("symptoms", sorted({f["symptom"] for f in findings}))
+        if not series and metric not in history:
+            raise KeyError(
+                f"objective metric {metric!r} is not among the logged metrics {sorted(history)}; "
+                "set objective.metric in the study file to one of them"
+            )
+
+        finite = [v for v in series if math.isfinite(v)]
+        reason = pruning.prune_reason
+        if reason is None and (not finite or not math.isfinite(series[-1])):
+            reason = "divergence"  # never hand NaN to Optuna: TPE learns nothing from FAIL
+        if reason is not None:
+            trial.set_user_attr("prune_reason", reason)
+            raise optuna.TrialPruned(f"{reason} at epoch {len(series)}")
+
+        best = max(finite) if config.objective.direction == "maximize" else min(finite)
+        trial.set_user_attr("best_epoch", series.index(best))
+        return best

@@ -38,18 +38,24 @@ def main() -> None:
 @main.command()
 @click.argument("study")
 @click.option("--trials", "-n", type=click.IntRange(min=1), help="Trials to add (default: the study's `trials`).")
+@click.option("--total-trials", type=click.IntRange(min=1), help="Instead of --trials: stop once the study holds this many trials (for workers on many machines).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Stop starting trials after this many seconds.")
-@click.option("--storage", help="Optuna storage URL (sqlite:///..., postgresql+psycopg2://...) or a journal file path. Default: ./descentkit_studies/STUDY.journal.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes on this machine, sharing the trials and the cores.")
+@click.option("--storage", envvar="DESCENTKIT_STORAGE", help="[env DESCENTKIT_STORAGE] Optuna storage URL (sqlite:///..., postgresql+psycopg2://...) or a journal file path. Default: ./descentkit_studies/STUDY.journal.")
 @click.option("--study-name", help="Name of the stored study (default: the study's `name`).")
 @click.option("--seed", type=int, help="Override the study's seed.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
-def sweep(study: str, trials: int | None, timeout: float | None, storage: str | None,
-          study_name: str | None, seed: int | None, quiet: bool, as_json: bool) -> None:
+def sweep(study: str, trials: int | None, total_trials: int | None, timeout: float | None, workers: int,
+          storage: str | None, study_name: str | None, seed: int | None, quiet: bool, as_json: bool) -> None:
     """Run (or resume) a sweep of STUDY: a built-in study name or a YAML file.
 
     Running the same command again resumes the stored study and adds trials.
+    Workers started at once on one study (--workers, or the same command on
+    several machines with a shared --storage) share the --trials budget.
     """
+    if trials is not None and total_trials is not None:
+        _fail("give --trials (trials to add) or --total-trials (trials the study should hold), not both")
     try:
         config = load_study(study)
     except ConfigError as exc:
@@ -58,8 +64,8 @@ def sweep(study: str, trials: int | None, timeout: float | None, storage: str | 
     from descentkit.tuner.sweep import run_sweep
 
     try:
-        result = run_sweep(config, trials=trials, timeout=timeout, storage=storage,
-                           study_name=study_name, seed=seed, progress=not quiet)
+        result = run_sweep(config, trials=trials, total_trials=total_trials, timeout=timeout, storage=storage,
+                           study_name=study_name, seed=seed, workers=workers, progress=not quiet)
     except ConfigError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -69,6 +75,8 @@ def sweep(study: str, trials: int | None, timeout: float | None, storage: str | 
         click.echo(json.dumps(result.summary.to_dict(), indent=2))
     else:
         click.echo(result.summary.to_text())
+        again = f"descentkit results {study}" + (f" --storage {result.summary.storage}" if storage else "")
+        click.echo(f"Show again: {again}")
 
 
 @main.command()

@@ -170,7 +170,7 @@ class StudyConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
     seed: int | None = 0
-    dataset: DatasetSpec
+    dataset: DatasetSpec | None = None
     model: ModelSpec = ModelSpec(name="mlp")
     objective: ObjectiveSpec = ObjectiveSpec()
     max_epochs: int = Field(20, ge=1)

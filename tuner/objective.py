@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from descentkit.studies import DATASETS, MODELS, Dataset
+from descentkit.tuner.budget import WORKER_ATTR, worker_id
 from descentkit.tuner.config import CategoricalParam, FloatParam, IntParam, StudyConfig
 from descentkit.tuner.sgd import build_optimizer
 
@@ -61,6 +62,8 @@ def as_dataset(value: Any, name: str = "dataset") -> Dataset:
 
 def load_dataset(config: StudyConfig) -> Dataset:
     """The study's train and validation data (built-in loader or the user's function)."""
+    if config.dataset is None:
+        raise ValueError("the study names no dataset; add `dataset:` to the study file (a built-in name or module:function) or pass data=")
     loader = _resolve(config.dataset.name, DATASETS)
     options = dict(config.dataset.options)
     if config.dataset.name in DATASETS and config.seed is not None:
@@ -99,6 +102,41 @@ def build_model(config: StudyConfig, params: dict[str, Any], data: Dataset, buil
     if len(accepted) >= 2 or "data" in accepted:
         return fn(params, data, **options)
     return fn(params, **options)
+
+
+def representative_params(space: Mapping[str, Any]) -> dict[str, Any]:
+    """One valid point of the search space (midpoints, first choices), for checks before a sweep."""
+    params: dict[str, Any] = {}
+    for name, spec in space.items():
+        if isinstance(spec, FloatParam):
+            params[name] = math.sqrt(spec.low * spec.high) if spec.log else (spec.low + spec.high) / 2
+        elif isinstance(spec, IntParam):
+            params[name] = spec.low
+        elif isinstance(spec, CategoricalParam):
+            params[name] = spec.choices[0]
+        else:
+            params[name] = spec
+    return params
+
+
+def logged_metrics(data: Dataset) -> list[str]:
+    """The per-epoch metric names `fit` logs for a model the tuner compiles."""
+    names = ["loss", *data.metrics]
+    return names + [f"val_{n}" for n in names]
+
+
+def check_model_output(model: Any, data: Dataset) -> None:
+    """ValueError with one line when the model's output cannot fit the task's targets."""
+    shape = tuple(model.output_shape) if hasattr(model, "output_shape") else None
+    if shape is None:
+        return
+    units = shape[-1]
+    if units != data.output_units:
+        what = {"multiclass": f"{data.num_classes} classes", "binary": "a binary target", "regression": "a scalar target"}[data.task]
+        raise ValueError(
+            f"the model's output has {units} units but the data has {what}; "
+            f"give the last layer {data.output_units} unit(s) with activation {data.output_activation!r}"
+        )
 
 
 def compile_model(model: Any, params: Mapping[str, Any], data: Dataset, epochs: int) -> None:
@@ -146,6 +184,7 @@ class Objective:
     def __call__(self, trial: Any) -> float:
         import optuna
 
+        trial.set_user_attr(WORKER_ATTR, worker_id())
         try:
             value = self._run(trial)
         except optuna.TrialPruned:

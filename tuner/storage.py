@@ -8,14 +8,16 @@ about 10x faster than SQLite here (shared/DESIGN.md, Defaults).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 DEFAULT_DIR = "descentkit_studies"
 JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
 # Heartbeats let a worker that died be noticed and its trial re-run (RDB storages only).
+# DESCENTKIT_HEARTBEAT_S overrides the interval (the grace period is 3 intervals).
 HEARTBEAT_INTERVAL_S = 60
-HEARTBEAT_GRACE_S = 180
+HEARTBEAT_GRACE_INTERVALS = 3
 
 
 def default_storage_url(study_name: str, root: str | os.PathLike[str] | None = None) -> str:
@@ -57,13 +59,22 @@ def open_storage(url: str | None, study_name: str) -> tuple[Any, str]:
     if url.startswith("sqlite:"):
         return optuna.storages.RDBStorage(url), url
     if "://" in url:
-        storage = optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=HEARTBEAT_INTERVAL_S,
-            grace_period=HEARTBEAT_GRACE_S,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3),
-            engine_kwargs={"pool_pre_ping": True},
-        )
+        interval = int(os.environ.get("DESCENTKIT_HEARTBEAT_S", HEARTBEAT_INTERVAL_S))
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = _rdb(url, interval)
         return storage, redact(url)
     # A bare path: a journal file there.
     return open_storage(f"journal:{url}", study_name)
+
+
+def _rdb(url: str, interval: int) -> Any:
+    import optuna
+
+    return optuna.storages.RDBStorage(
+        url,
+        heartbeat_interval=interval,
+        grace_period=interval * HEARTBEAT_GRACE_INTERVALS,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+        engine_kwargs={"pool_pre_ping": True},
+    )

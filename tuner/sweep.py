@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import platform
+import random
+import sys
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from descentkit.studies import Dataset
+from descentkit.tuner.budget import StopAtBudget, finished_trials, has_waiting, is_counted, may_still_need_rerun, recover
 from descentkit.tuner.config import ConfigError, StudyConfig, load_study
-from descentkit.tuner.objective import Objective, as_dataset, load_dataset
+from descentkit.tuner.objective import (
+    Objective,
+    as_dataset,
+    build_model as build_study_model,
+    check_model_output,
+    free_keras_memory,
+    load_dataset,
+    logged_metrics,
+    representative_params,
+)
 from descentkit.tuner.results import StudySummary, summarize_study
 from descentkit.tuner.storage import open_storage
 
@@ -28,7 +43,9 @@ def make_sampler(config: StudyConfig, seed: int | None) -> Any:
         options.setdefault("multivariate", True)
         options.setdefault("group", True)
         options.setdefault("n_startup_trials", 10)
-        return optuna.samplers.TPESampler(seed=seed, **options)
+        with warnings.catch_warnings():  # multivariate/group are "experimental" since Optuna 2.x
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, **options)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed, **options)
     try:
@@ -65,6 +82,36 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def check_before_trials(config: StudyConfig, data: Dataset, builder: Callable[..., Any] | None = None) -> list[Any]:
+    """Checks run once per sweep, before any trial: the objective metric is one
+    `fit` will log, the model's output fits the data, and the data passes the
+    preflight checks. A problem that would fail every trial raises ConfigError;
+    warnings are printed and returned."""
+    from descentkit.diagnostics import preflight_checks
+
+    if config.model.compile == "auto" and config.objective.metric not in logged_metrics(data):
+        raise ConfigError(
+            f"objective.metric: {config.objective.metric!r} is not logged for a {data.task} task; "
+            f"choose one of {', '.join(logged_metrics(data))}"
+        )
+    try:
+        model = build_study_model(config, representative_params(config.search_space), data, builder)
+        check_model_output(model, data)
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None
+    finally:
+        free_keras_memory()
+    findings = preflight_checks(
+        data.x_train, data.y_train,
+        output_activation=data.output_activation, loss=data.loss, output_units=data.output_units,
+    )
+    for finding in findings:
+        if finding.severity == "critical":
+            raise ConfigError(f"dataset: {finding.message} {finding.advice}")
+        print(f"descentkit: warning: {finding}", file=sys.stderr)
+    return findings
+
+
 @dataclass
 class SweepResult:
     """What a sweep leaves: the Optuna study, where it is stored, and its summary."""
@@ -99,14 +146,141 @@ class _Progress:
         self.bar.close()
 
 
+def open_study(config: StudyConfig, name: str, storage: str | None, worker_index: int = 0,
+               attempts: int = 5) -> tuple[Any, str]:
+    """Create or load the stored study; safe when many workers start at once.
+
+    Two workers creating the tables of an empty PostgreSQL database at the same
+    moment make one of them fail (shared/DESIGN.md): such a failure is retried
+    after a short random wait, by which time the other has created them.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for attempt in range(attempts):
+        try:
+            store, location = open_storage(storage, name)
+            # Seed the sampler with the number of trials already stored, so a resumed
+            # random sampler does not propose the same parameters again.
+            try:
+                existing = len(optuna.load_study(study_name=name, storage=store).trials)
+            except KeyError:
+                existing = 0
+            sampler_seed = None
+            if config.seed is not None:
+                # Workers on one study need different seeds or they propose the same
+                # parameters; on a server store, workers on other machines do too.
+                salt = 7919 * worker_index + (os.getpid() if storage and "://" in storage and not storage.startswith("sqlite") else 0)
+                sampler_seed = (config.seed + existing + salt) % 2**32
+            study = optuna.create_study(
+                storage=store,
+                study_name=name,
+                direction=config.objective.direction,
+                sampler=make_sampler(config, sampler_seed),
+                pruner=make_pruner(config),
+                load_if_exists=True,
+            )
+            break
+        except ConfigError:
+            raise
+        except Exception:
+            if attempt == attempts - 1 or storage is None:
+                raise
+            time.sleep(0.2 + random.random() * (attempt + 1))
+    if "config" not in study.user_attrs:
+        study.set_user_attr("config", config.model_dump(mode="json"))
+        study.set_user_attr("versions", _versions())
+        study.set_user_attr("objective_metric", config.objective.metric)
+    return study, location
+
+
+def limit_threads(threads: int) -> None:
+    """Give TensorFlow `threads` threads, so N workers share the cores instead of fighting."""
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already initialised in this process: keep its pools
+        pass
+
+
+def _optimize(study: Any, objective: Objective, target: int | None, timeout: float | None, callbacks: list[Any]) -> None:
+    """Run trials until the budget is spent, then drain: re-run the trials of workers
+    that died, waiting while any running trial might still turn out orphaned."""
+    # A failed trial is logged by Optuna at WARNING with its traceback; keep it to one line.
+    logging.getLogger("optuna").setLevel(logging.ERROR)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    if target is None:  # a timeout alone
+        study.optimize(objective, timeout=timeout, catch=(Exception,), callbacks=callbacks)
+        return
+    stop = StopAtBudget(target)
+    while deadline is None or time.monotonic() < deadline:
+        recover(study)
+        if not stop.spent(study) or has_waiting(study):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            study.optimize(objective, timeout=remaining, catch=(Exception,), callbacks=[*callbacks, stop])
+        elif may_still_need_rerun(study):
+            time.sleep(1.0)
+        else:
+            return
+
+
+def _worker_main(config_json: dict, name: str, storage: str | None, target: int | None,
+                 timeout: float | None, threads: int, index: int) -> None:
+    """One worker process of `run_sweep(workers=N)`."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    limit_threads(threads)
+    config = StudyConfig.model_validate(config_json)
+    study, _ = open_study(config, name, storage, worker_index=index)
+    objective = Objective(config, load_dataset(config))
+    _optimize(study, objective, target, timeout, callbacks=[])
+
+
+def _run_workers(config: StudyConfig, name: str, storage: str | None, target: int | None,
+                 timeout: float | None, workers: int, study: Any, bar: _Progress) -> None:
+    """Start `workers` processes on the study and follow their progress from the storage."""
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+    args = (config.model_dump(mode="json"), name, storage, target, timeout, threads)
+    processes = [context.Process(target=_worker_main, args=(*args, i + 1), daemon=False) for i in range(workers)]
+    for process in processes:
+        process.start()
+    seen: set[int] = set()
+    try:
+        while True:
+            alive = any([p.is_alive() for p in processes])  # a list: reap every dead worker
+            for trial in study.get_trials(deepcopy=False):
+                if trial.number not in seen and trial.state.is_finished() and is_counted(trial, study):
+                    seen.add(trial.number)
+                    bar(study, trial)
+            if not alive:
+                break
+            time.sleep(1.0)
+    except BaseException:
+        for process in processes:
+            process.terminate()
+        raise
+    finally:
+        for process in processes:
+            process.join()
+
+
 def run_sweep(
     study: StudyConfig | str | Path,
     *,
     trials: int | None = None,
+    total_trials: int | None = None,
     timeout: float | None = None,
     storage: str | None = None,
     study_name: str | None = None,
     seed: int | None = None,
+    workers: int = 1,
     data: Dataset | tuple | None = None,
     build_model: Callable[..., Any] | None = None,
     callbacks: list[Any] | None = None,
@@ -117,11 +291,15 @@ def run_sweep(
     Args:
         study: a `StudyConfig`, a built-in study name or a YAML path.
         trials: trials to add (default: the study's `trials`, unless `timeout` is given).
+            Workers started together on one study share this budget.
+        total_trials: instead of `trials`, stop once the study holds this many trials.
         timeout: stop starting new trials after this many seconds.
         storage: an Optuna storage URL or a journal-file path (default: an embedded
             journal file under ./descentkit_studies/).
         study_name: the stored study's name (default: the study's `name`).
         seed: overrides the study's seed.
+        workers: worker processes on this machine (study files only: not with
+            `data=` or `build_model=`). Each gets an equal share of the cores.
         data: your own arrays, `(x, y, x_val, y_val)` or a `Dataset`, overriding the study's dataset.
         build_model: your own `build_model(params[, data]) -> keras.Model`, overriding the study's model.
         callbacks: extra Keras callbacks for every trial's `fit`.
@@ -129,50 +307,40 @@ def run_sweep(
 
     Running the same sweep again resumes the stored study and adds trials.
     """
-    import optuna
-
     config = study if isinstance(study, StudyConfig) else load_study(study)
     if seed is not None:
         config = config.model_copy(update={"seed": seed})
+    if workers < 1:
+        raise ConfigError(f"workers: must be at least 1, got {workers}")
+    if workers > 1 and (data is not None or build_model is not None or callbacks):
+        raise ConfigError("workers: several worker processes need a study file's dataset and model; "
+                          "name them in the study (module:function) instead of passing data=/build_model=")
     name = study_name or config.name
-    dataset = as_dataset(data, name="data") if data is not None else load_dataset(config)
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    store, location = open_storage(storage, name)
-    # Seed the sampler with the number of trials already stored, so a resumed
-    # random sampler does not propose the same parameters again.
-    existing = 0
     try:
-        existing = len(optuna.load_study(study_name=name, storage=store).trials)
-    except KeyError:
-        pass
-    sampler_seed = None if config.seed is None else config.seed + existing
-    optuna_study = optuna.create_study(
-        storage=store,
-        study_name=name,
-        direction=config.objective.direction,
-        sampler=make_sampler(config, sampler_seed),
-        pruner=make_pruner(config),
-        load_if_exists=True,
-    )
-    if existing == 0:
-        optuna_study.set_user_attr("config", config.model_dump(mode="json"))
-        optuna_study.set_user_attr("versions", _versions())
-        optuna_study.set_user_attr("objective_metric", config.objective.metric)
+        dataset = as_dataset(data, name="data") if data is not None else load_dataset(config)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise ConfigError(f"dataset: {exc}") from None
+    check_before_trials(config, dataset, build_model)
 
-    n_trials = trials if trials is not None else (None if timeout is not None else config.trials)
-    bar = _Progress(n_trials, progress, config.objective.direction)
-    objective = Objective(config, dataset, builder=build_model, callbacks=callbacks)
-    # A failed trial is logged by Optuna at WARNING with its traceback; keep it to one line.
-    logging.getLogger("optuna").setLevel(logging.ERROR)
+    optuna_study, location = open_study(config, name, storage)
+    recovered = recover(optuna_study)
+    if recovered:
+        print(f"descentkit: re-queued trial(s) {', '.join(map(str, recovered))} left running by a worker that died",
+              file=sys.stderr)
+    if total_trials is not None:
+        target: int | None = total_trials
+    elif trials is not None or timeout is None:
+        target = finished_trials(optuna_study) + (trials if trials is not None else config.trials)
+    else:
+        target = None
+    already = finished_trials(optuna_study)
+    bar = _Progress(None if target is None else max(0, target - already), progress, config.objective.direction)
     try:
-        optuna_study.optimize(
-            objective,
-            n_trials=n_trials,
-            timeout=timeout,
-            catch=(Exception,),
-            callbacks=[bar],
-        )
+        if workers > 1:
+            _run_workers(config, name, storage, target, timeout, workers, optuna_study, bar)
+        else:
+            objective = Objective(config, dataset, builder=build_model, callbacks=callbacks)
+            _optimize(optuna_study, objective, target, timeout, callbacks=[bar])
     finally:
         bar.close()
     return SweepResult(optuna_study, location, summarize_study(optuna_study, location))

@@ -1,0 +1,165 @@
+"""The trial budget shared by every worker of a study, and recovery of trials whose worker died.
+
+A worker stops starting trials once the study holds its target number of
+finished, running or queued trials, so N workers (processes or machines) on
+one study run exactly the requested total between them. A trial left RUNNING
+by a worker that died is failed with the reason recorded and its parameters
+re-queued: on PostgreSQL through Optuna's heartbeats, on the embedded journal
+file by checking whether the worker process that owns the trial is still alive.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+WORKER_ATTR = "worker"
+ORPHANED_ATTR = "orphaned"
+RETRY_OF_ATTR = "retry_of"
+
+
+def _proc_stat(pid: int) -> list[str]:
+    """Fields of /proc/PID/stat after the command name ([0] is the state), [] when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _process_start_time(pid: int) -> str:
+    """The kernel's start time of a process (clock ticks since boot), "" when unknown.
+
+    With the pid it identifies a process uniquely, even after the pid is reused.
+    """
+    fields = _proc_stat(pid)
+    return fields[19] if len(fields) > 19 else ""
+
+
+def worker_id(pid: int | None = None) -> str:
+    """`host:pid:start` naming this process (the owner of the trials it runs)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_process_start_time(pid)}"
+
+
+def _alive(worker: str) -> bool | None:
+    """Whether the worker that wrote `worker` is alive; None when it ran on another host."""
+    host, _, rest = worker.partition(":")
+    pid_text, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    fields = _proc_stat(pid)
+    if fields and fields[0] in ("Z", "X"):  # killed, not yet reaped by its parent
+        return False
+    return not start or not fields or fields[19] == start
+
+
+def _retried(trials: list[Any]) -> set[int]:
+    """Numbers of trials that were re-queued: by descentkit (`retry_of`) or by Optuna's
+    heartbeat callback (`failed_trial` in the re-run's system attributes)."""
+    numbers = set()
+    for t in trials:
+        for origin in (t.user_attrs.get(RETRY_OF_ATTR), t.system_attrs.get("failed_trial")):
+            if origin is not None:
+                numbers.add(int(origin))
+    return numbers
+
+
+def counted(trials: list[Any]) -> list[Any]:
+    """The trials that count against the budget: a failed trial that was re-queued
+    (its worker died) does not, its re-run does."""
+    retried = _retried(trials)
+    return [
+        t for t in trials
+        if t.state.name != "FAIL" or (t.number not in retried and ORPHANED_ATTR not in t.user_attrs)
+    ]
+
+
+def counted_trials(study: Any) -> int:
+    return len(counted(study.get_trials(deepcopy=False)))
+
+
+def finished_trials(study: Any) -> int:
+    return sum(t.state.is_finished() for t in counted(study.get_trials(deepcopy=False)))
+
+
+def is_counted(trial: Any, study: Any) -> bool:
+    return trial.number in {t.number for t in counted(study.get_trials(deepcopy=False))}
+
+
+def recover_orphaned_trials(study: Any) -> list[int]:
+    """Fail and re-queue RUNNING trials whose worker process on this host is dead.
+
+    Returns the numbers of the trials recovered. Each keeps `orphaned` (why) in
+    its user attributes; its re-run carries `retry_of` = the orphan's number.
+    """
+    import optuna
+
+    recovered = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        owner = trial.user_attrs.get(WORKER_ATTR)
+        if owner is None or _alive(owner) is not False:
+            continue
+        reason = f"worker {owner} died while the trial was running"
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, ORPHANED_ATTR, reason)
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        except RuntimeError:  # another worker recovered it first
+            continue
+        study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number}, skip_if_exists=False)
+        recovered.append(trial.number)
+    return recovered
+
+
+def recover(study: Any) -> list[int]:
+    """Recover trials whose worker died: heartbeat-stale ones (RDB storages with
+    heartbeats) and orphans of dead processes on this host (any storage)."""
+    import optuna
+
+    if getattr(study._storage, "get_heartbeat_interval", lambda: None)() is not None:
+        optuna.storages.fail_stale_trials(study)
+    return recover_orphaned_trials(study)
+
+
+def may_still_need_rerun(study: Any) -> bool:
+    """Whether a RUNNING trial could yet turn out orphaned: it has a heartbeat, or its
+    worker is a process on this host. (A live worker on another machine writing to a
+    journal file finishes its own trial; nobody here can tell if it died.)"""
+    import optuna
+
+    heartbeats = getattr(study._storage, "get_heartbeat_interval", lambda: None)() is not None
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if heartbeats or _alive(trial.user_attrs.get(WORKER_ATTR, "")) is not None:
+            return True
+    return False
+
+
+def has_waiting(study: Any) -> bool:
+    import optuna
+
+    return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+
+
+class StopAtBudget:
+    """An Optuna callback that recovers orphaned trials and stops the worker once
+    the study's budget (finished, running and queued trials) is spent."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.recovered: list[int] = []
+
+    def spent(self, study: Any) -> bool:
+        return counted_trials(study) >= self.target
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        self.recovered += recover(study)
+        if self.spent(study) and not has_waiting(study):
+            study.stop()

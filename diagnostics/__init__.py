@@ -3,8 +3,17 @@
 Signals in (a `TrainingRecord`), `Finding`s out. No TensorFlow, Keras, Optuna or
 MLflow is imported here, so detectors run on synthetic traces and on histories
 read back from anywhere.
+
+Every detector is a pure function of the whole record that returns one finding
+per episode, dated by the episode's start: re-running it on a longer record
+returns the same finding (symptom, epoch, step) for an ongoing episode, so a
+caller dedupes on `episode_key(finding)`.
 """
 
+from descentkit.diagnostics._activations import DeadUnitsDetector, SaturatedActivationsDetector
+from descentkit.diagnostics._detector import Detector, episode_key
+from descentkit.diagnostics._diagnose import DETECTORS, diagnose, diagnose_history
+from descentkit.diagnostics._divergence import DivergenceDetector
 from descentkit.diagnostics._finding import (
     DEAD_UNITS,
     DIVERGENCE,
@@ -24,10 +33,15 @@ from descentkit.diagnostics._finding import (
     Finding,
     summarize,
 )
+from descentkit.diagnostics._gradients import ExplodingGradientsDetector, VanishingGradientsDetector
+from descentkit.diagnostics._loss_dynamics import OscillatingLossDetector, StalledTrainingDetector
+from descentkit.diagnostics._overfitting import OverfittingDetector
+from descentkit.diagnostics._preflight import preflight_checks
 from descentkit.diagnostics._record import TrainingRecord
 
 __all__ = [
     "DEAD_UNITS",
+    "DETECTORS",
     "DIVERGENCE",
     "EXPLODING_GRADIENTS",
     "NONFINITE_INPUTS",
@@ -42,7 +56,20 @@ __all__ = [
     "TRAINING_SYMPTOMS",
     "UNNORMALIZED_INPUTS",
     "VANISHING_GRADIENTS",
+    "DeadUnitsDetector",
+    "Detector",
+    "DivergenceDetector",
+    "ExplodingGradientsDetector",
     "Finding",
+    "OscillatingLossDetector",
+    "OverfittingDetector",
+    "SaturatedActivationsDetector",
+    "StalledTrainingDetector",
     "TrainingRecord",
+    "VanishingGradientsDetector",
+    "diagnose",
+    "diagnose_history",
+    "episode_key",
+    "preflight_checks",
     "summarize",
 ]

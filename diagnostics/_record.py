@@ -73,6 +73,9 @@ class TrainingRecord:
         self.epoch_end_step: list[int | None] = []
         self.dead_fraction: dict[str, list[float]] = {}
         self.saturated_fraction: dict[str, list[float]] = {}
+        # The learning rate of the epoch in progress, before `add_epoch` records it:
+        # lets a mid-epoch diagnosis (divergence in the first epoch) quote the rate.
+        self.current_learning_rate: float | None = None
 
     # ------------------------------------------------------------------ writing
     def add_steps(

@@ -1,0 +1,249 @@
+"""Divergence: the loss or the gradients became non-finite, or the loss blew up."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from descentkit.diagnostics._detector import Detector, runs
+from descentkit.diagnostics._finding import DIVERGENCE, Finding
+from descentkit.diagnostics._record import TrainingRecord
+from descentkit.diagnostics._signals import (
+    epoch_index_of_step,
+    epoch_number,
+    epoch_step,
+    finite,
+    learning_rate_at,
+    rate_text,
+    sentence,
+    training_loss,
+)
+
+# A sustained loss 10x above the best it reached is an order-of-magnitude rise: far
+# beyond minibatch noise once the loss is smoothed over `DIVERGENCE_SUSTAIN_STEPS`
+# (the brief's 10x; also the factor at which `fit` with a too-large SGD learning
+# rate goes on to NaN within a few dozen steps in our trials of digits/fashion MLPs).
+DIVERGENCE_BLOWUP_FACTOR = 10.0
+# ...and the rise must be at least a tenth of the starting loss, so a near-zero
+# loss wobbling from 1e-4 to 1e-3 (an overfit net's noise) is not a blow-up.
+DIVERGENCE_MIN_RISE_OF_START = 0.1
+# A sustained loss 3x above where training started is worse than the untrained
+# model by a wide margin (cross-entropy at 3x chance means confidently wrong
+# predictions): critical, where a blow-up still below the start is a warning.
+DIVERGENCE_START_FACTOR = 3.0
+# Step losses are smoothed by a running median of 5 steps: one or two outlier
+# batches never trigger, a blow-up lasting 3 of 5 steps does.
+DIVERGENCE_SUSTAIN_STEPS = 5
+# Smaller-rate suggestion for the advice: 3-10x smaller, the range within which
+# SGD's stable rate is usually found again after divergence (one to one-and-a-half
+# steps of a log-uniform learning-rate grid).
+_SMALLER = (10.0, 3.0)
+
+
+def _nonfinite_after_recorded(values: np.ndarray) -> np.ndarray:
+    """Steps where a signal is +-inf, or NaN after it was recorded finite at an earlier
+    step: NaN also means "not recorded", so a NaN counts only once the signal exists."""
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return np.zeros(0, dtype=bool)
+    seen = np.maximum.accumulate(np.isfinite(values))
+    seen_before = np.concatenate(([False], seen[:-1]))
+    return np.isinf(values) | (np.isnan(values) & seen_before)
+
+
+def lower_rate_phrase(record: TrainingRecord, index: int) -> str:
+    """"lower the learning rate ..." for the rate in force at epoch `index`, with numbers:
+    below the largest lower rate this run trained stably at, else 3-10x smaller."""
+    rate = learning_rate_at(record, index)
+    if rate is None:
+        return "lower the learning rate 3-10x"
+    earlier = np.asarray(record.learning_rate[:index], dtype=np.float64)
+    stable = earlier[np.isfinite(earlier) & (earlier < rate)]
+    if len(stable):
+        return (
+            f"lower the learning rate below {rate_text(rate)}, to at most {rate_text(stable.max())} "
+            "(the largest rate seen stable in this run)"
+        )
+    low, high = rate / _SMALLER[0], rate / _SMALLER[1]
+    return f"lower the learning rate from {rate_text(rate)} to {rate_text(low)}-{rate_text(high)} (3-10x smaller)"
+
+
+class DivergenceDetector(Detector):
+    """Detects divergence: the first non-finite loss or gradient (critical), and a
+    finite loss that blows up (sustained 10x its best, or 3x its start).
+
+    Works on step signals alone (mid-epoch, before any epoch logs), so a callback
+    can call it every few steps and stop training right after the first NaN.
+
+    Args:
+        blowup_factor: a smoothed loss this many times its best so far is a blow-up
+            (default `DIVERGENCE_BLOWUP_FACTOR`, 10).
+        start_factor: a smoothed loss this many times the starting loss is a critical
+            blow-up (default `DIVERGENCE_START_FACTOR`, 3).
+        sustain_steps: step losses are smoothed by a running median over this many
+            steps (default `DIVERGENCE_SUSTAIN_STEPS`, 5).
+
+    Example:
+        >>> findings = DivergenceDetector()(record)
+    """
+
+    symptom = DIVERGENCE
+
+    def __init__(
+        self,
+        blowup_factor: float = DIVERGENCE_BLOWUP_FACTOR,
+        start_factor: float = DIVERGENCE_START_FACTOR,
+        sustain_steps: int = DIVERGENCE_SUSTAIN_STEPS,
+    ) -> None:
+        self.blowup_factor = self._above_one("blowup_factor", blowup_factor)
+        self.start_factor = self._above_one("start_factor", start_factor)
+        self.sustain_steps = self._count("sustain_steps", sustain_steps)
+
+    def __call__(self, record: TrainingRecord) -> list[Finding]:
+        nonfinite, index = self._first_nonfinite(record)
+        # The blow-up is looked for only before the first non-finite value: after it
+        # the run is over, and one finding says so.
+        limit_step = nonfinite.step if nonfinite is not None else None
+        findings = self._blowups(record, limit_step, index)
+        if nonfinite is not None:
+            findings.append(nonfinite)
+        return findings
+
+    # ------------------------------------------------------------ non-finite
+    def _first_nonfinite(self, record: TrainingRecord) -> tuple[Finding | None, int | None]:
+        """The first non-finite loss or gradient, and the index of its epoch."""
+        steps = record.steps
+        grad_bad = _nonfinite_after_recorded(record.grad_norm)
+        loss_bad = _nonfinite_after_recorded(record.step_loss)
+        bad = (record.nonfinite > 0) | grad_bad | loss_bad
+        step_hit = int(np.argmax(bad)) if bad.any() else None
+        step_epoch = epoch_index_of_step(record, int(steps[step_hit])) if step_hit is not None else None
+
+        # Epoch logs: the training loss is always logged, so NaN there is real; other
+        # losses (val_loss with validation_freq > 1) are NaN when absent, so only inf counts.
+        epoch_bad = np.zeros(record.n_epochs, dtype=bool)
+        for key, values in record.history.items():
+            if not key.endswith("loss"):
+                continue
+            values = np.asarray(values, dtype=np.float64)
+            epoch_bad |= ~np.isfinite(values) if key == "loss" else np.isinf(values)
+        epoch_hit = int(np.argmax(epoch_bad)) if epoch_bad.any() else None
+
+        if step_hit is not None and (epoch_hit is None or step_epoch <= epoch_hit):
+            index, step = step_epoch, int(steps[step_hit])
+            what = []
+            if record.nonfinite[step_hit] > 0:
+                what.append(f"{int(record.nonfinite[step_hit])} non-finite gradient values")
+            if grad_bad[step_hit]:
+                what.append(f"gradient norm {record.grad_norm[step_hit]}")
+            if loss_bad[step_hit]:
+                what.append(f"loss {record.step_loss[step_hit]}")
+            earlier = finite(record.step_loss[:step_hit])
+            evidence = {
+                "step": step,
+                "nonfinite_gradients": float(record.nonfinite[step_hit]),
+                "grad_norm": float(record.grad_norm[step_hit]),
+                "loss": float(record.step_loss[step_hit]),
+                "last_finite_loss": float(earlier[-1]) if len(earlier) else float("nan"),
+                "last_finite_grad_norm": _last_finite(record.grad_norm[:step_hit]),
+                "learning_rate": _or_nan(learning_rate_at(record, index)),
+            }
+            message = f"Training diverged at step {step}: {', '.join(what) or 'non-finite values'}."
+        elif epoch_hit is not None:
+            index, step = epoch_hit, epoch_step(record, epoch_hit)
+            logged = {k: float(v[epoch_hit]) for k, v in record.history.items() if k.endswith("loss")}
+            evidence = {
+                "step": step,
+                **logged,
+                "learning_rate": _or_nan(learning_rate_at(record, index)),
+            }
+            shown = ", ".join(f"{k}={v}" for k, v in logged.items() if not np.isfinite(v))
+            message = f"Training diverged in epoch {epoch_number(record, index) + 1}: {shown}."
+        else:
+            return None, None
+        finding = Finding(
+            symptom=DIVERGENCE,
+            severity="critical",
+            epoch=epoch_number(record, index),
+            step=step,
+            message=message,
+            advice=_divergence_advice(record, index),
+            evidence=evidence,
+        )
+        return finding, index
+
+    # ------------------------------------------------------------ blow-up
+    def _blowups(self, record: TrainingRecord, limit_step: int | None, limit_epoch: int | None) -> list[Finding]:
+        steps = record.steps
+        step_loss = record.step_loss
+        if limit_step is not None:
+            keep = steps < limit_step
+            steps, step_loss = steps[keep], step_loss[keep]
+        recorded = np.isfinite(step_loss)
+        if recorded.sum() >= 2 * self.sustain_steps:
+            where = steps[recorded]
+            loss = step_loss[recorded]
+            window = self.sustain_steps
+            start = float(np.median(loss[:window]))
+        else:  # epoch losses: an epoch mean is already sustained over many steps
+            loss = training_loss(record)[: limit_epoch if limit_epoch is not None else None]
+            loss = loss[: int(np.argmin(np.isfinite(loss))) if not np.isfinite(loss).all() else None]
+            where = None
+            window = 1
+            if len(loss) < 2:
+                return []
+            start = float(loss[0])
+        if len(loss) < window + 1 or not np.isfinite(start):
+            return []
+        smooth = np.median(np.lib.stride_tricks.sliding_window_view(loss, window), axis=1)
+        best = np.minimum.accumulate(smooth)
+        rise_floor = DIVERGENCE_MIN_RISE_OF_START * abs(start)
+        blown = (smooth > self.blowup_factor * best) & (smooth - best > rise_floor)
+        critical = smooth > self.start_factor * abs(start)
+        findings = []
+        for first, _ in runs(blown | critical, merge_gap=2 * window):
+            at = first + window - 1  # index into `loss` of the window's last value
+            if where is not None:
+                step = int(where[at])
+                index = epoch_index_of_step(record, step)
+            else:
+                index = at
+                step = epoch_step(record, index)
+            severity = "critical" if critical[first] else "warning"
+            ratio = smooth[first] / best[first] if best[first] > 0 else float("inf")
+            findings.append(
+                Finding(
+                    symptom=DIVERGENCE,
+                    severity=severity,
+                    epoch=epoch_number(record, index),
+                    step=step,
+                    message=(
+                        f"Loss blew up to {smooth[first]:.4g}, {ratio:.3g}x its best so far "
+                        f"({best[first]:.4g}; it started at {start:.4g})."
+                    ),
+                    advice=_divergence_advice(record, index),
+                    evidence={
+                        "loss": float(smooth[first]),
+                        "best_loss": float(best[first]),
+                        "start_loss": start,
+                        "ratio_to_best": float(ratio),
+                        "ratio_to_start": float(smooth[first] / abs(start)) if start else float("inf"),
+                        "smoothed_over": "steps" if where is not None else "epochs",
+                        "window": window,
+                        "learning_rate": _or_nan(learning_rate_at(record, index)),
+                    },
+                )
+            )
+        return findings
+
+
+def _divergence_advice(record: TrainingRecord, index: int) -> str:
+    return f"{sentence(lower_rate_phrase(record, index))}, and consider clipping gradients with clipnorm=1.0."
+
+
+def _last_finite(values: np.ndarray) -> float:
+    values = finite(values)
+    return float(values[-1]) if len(values) else float("nan")
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)

@@ -1,0 +1,215 @@
+"""Exploding and vanishing gradients, judged per epoch and gated on the outcome.
+
+Gradient sizes alone raise false alarms: healthy deep tanh nets reach 0.87
+validation accuracy with a first/last-layer gradient ratio of 150-350 (measured
+here, shared/DESIGN.md). So both detectors fire only while the loss and the
+accuracies have stopped improving.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from descentkit.diagnostics._detector import Detector, runs
+from descentkit.diagnostics._divergence import lower_rate_phrase
+from descentkit.diagnostics._finding import EXPLODING_GRADIENTS, VANISHING_GRADIENTS, Finding
+from descentkit.diagnostics._record import TrainingRecord
+from descentkit.diagnostics._signals import (
+    Progress,
+    epoch_number,
+    epoch_segments,
+    epoch_step,
+    learning_rate_at,
+    median,
+    per_epoch,
+    rate_text,
+)
+
+# Exploding: an epoch's median global gradient norm 100x (two orders of magnitude)
+# above the median of the first steps. Healthy SGD runs keep their gradient norm
+# within about one order of magnitude of its start (it usually falls as the loss
+# does), so 100x is growth no schedule or noise explains.
+EXPLODING_GROWTH = 100.0
+# 10,000x (four orders of magnitude) is critical: at any learning rate that trained
+# at the start, steps are now 1e4 times larger.
+EXPLODING_CRITICAL_GROWTH = 1e4
+# The early reference: the median over the first 20 steps of the first epoch
+# (enough to be robust to a few outlier batches, still "at the start").
+EXPLODING_EARLY_STEPS = 20
+# Vanishing: the first layer's gradient norm below 1e-4 of the last layer's. The
+# healthy deep tanh nets above have ratios of 1/150-1/350 (about 3e-3); 1e-4 is
+# 30x below the worst healthy ratio measured.
+VANISHING_GRADIENT_RATIO = 1e-4
+# ...or the first layer's update-to-weight ratio below 1e-6 per step: Karpathy's
+# rule of thumb (CS231n) puts healthy updates near 1e-3 of the weights' scale; at
+# 1e-6 the first layer needs 1,000 steps to move its weights by 0.1 %, i.e. it is frozen.
+VANISHING_UPDATE_RATIO = 1e-6
+# The outcome is judged over the last 3 epochs: long enough that one noisy epoch
+# neither clears nor condemns a run, short enough to prune a hopeless trial early.
+GRADIENT_OUTCOME_WINDOW = 3
+
+
+class ExplodingGradientsDetector(Detector):
+    """Detects exploding gradients: norms 100x above their start while the loss does
+    not improve.
+
+    Args:
+        growth: an epoch's median global gradient norm this many times the early
+            median is exploding (default `EXPLODING_GROWTH`, 100).
+        critical_growth: growth from which the finding is critical (default 1e4).
+        window: epochs over which the loss must have stopped improving (default 3).
+
+    Example:
+        >>> findings = ExplodingGradientsDetector()(record)
+    """
+
+    symptom = EXPLODING_GRADIENTS
+
+    def __init__(
+        self,
+        growth: float = EXPLODING_GROWTH,
+        critical_growth: float = EXPLODING_CRITICAL_GROWTH,
+        window: int = GRADIENT_OUTCOME_WINDOW,
+    ) -> None:
+        self.growth = self._above_one("growth", growth)
+        self.critical_growth = self._above_one("critical_growth", critical_growth)
+        if self.critical_growth < self.growth:
+            raise ValueError(
+                f"ExplodingGradientsDetector: critical_growth must be >= growth ({self.growth!r}) "
+                f"but got {critical_growth!r}."
+            )
+        self.window = self._count("window", window)
+
+    def __call__(self, record: TrainingRecord) -> list[Finding]:
+        segments = epoch_segments(record)
+        if not segments or segments[0].stop <= segments[0].start:
+            return []
+        first = record.grad_norm[segments[0]]
+        early = median(first[:EXPLODING_EARLY_STEPS])
+        if not np.isfinite(early) or early <= 0:
+            return []
+        norms = per_epoch(record.grad_norm, segments)
+        growth = norms / early
+        progress = Progress(record)
+        stuck = np.array([not progress.improving(i, self.window) for i in range(len(segments))])
+        exploding = np.isfinite(growth) & (growth > self.growth) & stuck
+        findings = []
+        for start, _ in runs(exploding):
+            layer_norms = per_epoch_layers(record, segments[start])
+            worst = int(np.nanargmax(layer_norms)) if np.isfinite(layer_norms).any() else None
+            severity = "critical" if growth[start] >= self.critical_growth else "warning"
+            rate = learning_rate_at(record, start)
+            findings.append(
+                Finding(
+                    symptom=EXPLODING_GRADIENTS,
+                    severity=severity,
+                    epoch=epoch_number(record, start),
+                    step=epoch_step(record, start),
+                    message=(
+                        f"Gradient norm grew {growth[start]:.3g}x (median {norms[start]:.3g} vs {early:.3g} "
+                        "at the start) while the loss stopped improving."
+                    ),
+                    advice=(
+                        f"Clip gradients with clipnorm=1.0, {lower_rate_phrase(record, start)}, "
+                        "and check the weight init (Glorot/He for the activation)."
+                    ),
+                    evidence={
+                        "median_grad_norm": float(norms[start]),
+                        "early_grad_norm": early,
+                        "growth": float(growth[start]),
+                        "largest_layer": record.layer_names[worst] if worst is not None and record.layer_names else None,
+                        "largest_layer_grad_norm": float(layer_norms[worst]) if worst is not None else float("nan"),
+                        "learning_rate": float("nan") if rate is None else rate,
+                        "window_epochs": self.window,
+                    },
+                )
+            )
+        return findings
+
+
+def per_epoch_layers(record: TrainingRecord, segment: slice, values: np.ndarray | None = None) -> np.ndarray:
+    """Per-layer medians of one epoch's per-layer step signals (NaN where none)."""
+    values = record.layer_grad_norms if values is None else values
+    block = values[segment]
+    if not block.size:
+        return np.full(values.shape[1] if values.ndim == 2 else 0, np.nan)
+    out = np.full(block.shape[1], np.nan)
+    for j in range(block.shape[1]):
+        out[j] = median(block[:, j])
+    return out
+
+
+class VanishingGradientsDetector(Detector):
+    """Detects vanishing gradients: the first layer's gradient 1e-4 of the last
+    layer's, or its updates below 1e-6 of its weights, while the loss does not improve.
+
+    Args:
+        gradient_ratio: first/last-layer gradient-norm ratio below which the first
+            layer's gradient has vanished (default `VANISHING_GRADIENT_RATIO`, 1e-4).
+        update_ratio: first-layer update-to-weight ratio below which it is frozen
+            (default `VANISHING_UPDATE_RATIO`, 1e-6).
+        window: epochs over which the loss must have stopped improving (default 3).
+
+    Example:
+        >>> findings = VanishingGradientsDetector()(record)
+    """
+
+    symptom = VANISHING_GRADIENTS
+
+    def __init__(
+        self,
+        gradient_ratio: float = VANISHING_GRADIENT_RATIO,
+        update_ratio: float = VANISHING_UPDATE_RATIO,
+        window: int = GRADIENT_OUTCOME_WINDOW,
+    ) -> None:
+        self.gradient_ratio = self._positive("gradient_ratio", gradient_ratio)
+        self.update_ratio = self._positive("update_ratio", update_ratio)
+        self.window = self._count("window", window)
+
+    def __call__(self, record: TrainingRecord) -> list[Finding]:
+        segments = epoch_segments(record)
+        n_layers = len(record.layer_names)
+        if not segments or n_layers == 0:
+            return []
+        first_norm = per_epoch(record.layer_grad_norms[:, 0], segments)
+        last_norm = per_epoch(record.layer_grad_norms[:, -1], segments)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = first_norm / last_norm if n_layers > 1 else np.full(len(segments), np.nan)
+        first_update = per_epoch(record.update_ratio[:, 0], segments)
+        tiny_gradient = np.isfinite(ratio) & (ratio < self.gradient_ratio)
+        frozen = np.isfinite(first_update) & (first_update < self.update_ratio)
+        progress = Progress(record)
+        stuck = np.array([not progress.improving(i, self.window) for i in range(len(segments))])
+        findings = []
+        for start, _ in runs((tiny_gradient | frozen) & stuck):
+            rate = learning_rate_at(record, start)
+            seen = []
+            if tiny_gradient[start]:
+                seen.append(f"first-layer gradient {ratio[start]:.2g} of the last layer's")
+            if frozen[start]:
+                seen.append(f"first-layer updates {first_update[start]:.2g} of its weights per step")
+            raise_rate = f" or raise the learning rate from {rate_text(rate)}" if rate is not None else " or raise the learning rate"
+            findings.append(
+                Finding(
+                    symptom=VANISHING_GRADIENTS,
+                    severity="warning",
+                    epoch=epoch_number(record, start),
+                    step=epoch_step(record, start),
+                    message=f"Gradients vanish in the first layers ({'; '.join(seen)}) and the loss stopped improving.",
+                    advice=(
+                        "Use ReLU/LeakyReLU with He initialisation, add BatchNormalization or residual "
+                        f"connections{raise_rate}."
+                    ),
+                    evidence={
+                        "first_layer": record.layer_names[0],
+                        "last_layer": record.layer_names[-1],
+                        "first_layer_grad_norm": float(first_norm[start]),
+                        "last_layer_grad_norm": float(last_norm[start]),
+                        "first_last_ratio": float(ratio[start]),
+                        "first_layer_update_ratio": float(first_update[start]),
+                        "learning_rate": float("nan") if rate is None else rate,
+                        "window_epochs": self.window,
+                    },
+                )
+            )
+        return findings

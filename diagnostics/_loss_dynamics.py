@@ -1,0 +1,210 @@
+"""The shape of the loss curve: oscillating without progress, or stalled far from done."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from descentkit.diagnostics._detector import Detector, runs
+from descentkit.diagnostics._divergence import lower_rate_phrase
+from descentkit.diagnostics._finding import OSCILLATING_LOSS, STALLED_TRAINING, Finding
+from descentkit.diagnostics._record import TrainingRecord
+from descentkit.diagnostics._signals import (
+    Progress,
+    epoch_number,
+    epoch_step,
+    learning_rate_at,
+    rate_text,
+    sentence,
+    start_loss,
+    training_loss,
+)
+
+# Oscillation is judged on the epoch loss over windows of 6 epochs (5 differences):
+# epoch means average out minibatch noise, so a zig-zag there is the optimizer
+# overshooting, not sampling noise. Step losses are not used: their noise alone
+# changes sign every other step in healthy runs.
+OSCILLATION_WINDOW = 6
+# At least 3 of the 4 possible sign changes of the first difference: up-down-up-down.
+OSCILLATION_MIN_SIGN_CHANGES = 3
+# Swings of at least 10 % of the loss per epoch: a converging epoch loss moves
+# smoothly, and a plateaued one by well under 1 % per epoch.
+OSCILLATION_MIN_AMPLITUDE = 0.1
+
+# Stalled: no progress (1 % on the loss, 0.5 points of accuracy, see _signals) over
+# 5 epochs, the brief's window: long enough that a slow but steady run (1 %/epoch)
+# is never flagged.
+STALL_EPOCHS = 5
+# ...while the loss is still above half its starting value: trained classifiers
+# divide their cross-entropy by far more than 2 (ln 10 = 2.3 down to 0.3 or less on
+# digits/fashion), so a run stuck above half its start has not learned much.
+STALL_MAX_PROGRESS_FRACTION = 0.5
+# Runs that reached this accuracy or this loss have converged and are never stalled.
+CONVERGED_ACCURACY = 0.99
+CONVERGED_LOSS = 1e-3
+# A run whose best loss is still above 90 % of its start has learned nothing: critical.
+STALL_NEVER_LEARNED_FRACTION = 0.9
+
+
+class OscillatingLossDetector(Detector):
+    """Detects an oscillating loss: the epoch loss zig-zags by 10 % or more with no net
+    progress over a window of epochs.
+
+    Args:
+        window: epochs judged at once (default 6).
+        min_sign_changes: sign changes of the epoch-to-epoch difference needed
+            (default 3, of `window` - 2 possible).
+        min_amplitude: mean absolute epoch-to-epoch change, relative to the mean
+            loss (default 0.1).
+
+    Example:
+        >>> findings = OscillatingLossDetector()(record)
+    """
+
+    symptom = OSCILLATING_LOSS
+
+    def __init__(
+        self,
+        window: int = OSCILLATION_WINDOW,
+        min_sign_changes: int = OSCILLATION_MIN_SIGN_CHANGES,
+        min_amplitude: float = OSCILLATION_MIN_AMPLITUDE,
+    ) -> None:
+        self.window = self._count("window", window, minimum=4)
+        self.min_sign_changes = self._count("min_sign_changes", min_sign_changes)
+        if self.min_sign_changes > self.window - 2:
+            raise ValueError(
+                f"OscillatingLossDetector: min_sign_changes must be at most window - 2 ({self.window - 2}) "
+                f"but got {min_sign_changes!r}."
+            )
+        self.min_amplitude = self._positive("min_amplitude", min_amplitude)
+
+    def _judge(self, values: np.ndarray) -> tuple[bool, dict[str, float]]:
+        diffs = np.diff(values)
+        sign_changes = int(np.sum(diffs[1:] * diffs[:-1] < 0))
+        scale = float(np.mean(np.abs(values)))
+        amplitude = float(np.mean(np.abs(diffs))) / scale if scale > 0 else 0.0
+        half = len(values) // 2
+        progress = float(np.mean(values[:half]) - np.mean(values[half:])) / scale if scale > 0 else 0.0
+        oscillating = (
+            sign_changes >= self.min_sign_changes and amplitude >= self.min_amplitude and progress < amplitude
+        )
+        return oscillating, {"sign_changes": sign_changes, "relative_amplitude": amplitude, "net_progress": progress}
+
+    def __call__(self, record: TrainingRecord) -> list[Finding]:
+        loss = training_loss(record)
+        n = len(loss)
+        if n < self.window:
+            return []
+        verdicts = [(False, {})] * (self.window - 1)
+        for end in range(self.window, n + 1):
+            values = loss[end - self.window : end]
+            verdicts.append(self._judge(values) if np.isfinite(values).all() else (False, {}))
+        findings = []
+        for first, _ in runs([v[0] for v in verdicts], merge_gap=self.window - 1):
+            start = first - self.window + 1
+            values = loss[start : first + 1]
+            rate = learning_rate_at(record, first)
+            findings.append(
+                Finding(
+                    symptom=OSCILLATING_LOSS,
+                    severity="warning",
+                    epoch=epoch_number(record, start),
+                    step=epoch_step(record, start),
+                    message=(
+                        f"The loss oscillates over epochs {epoch_number(record, start) + 1}-"
+                        f"{epoch_number(record, first) + 1} (swings of {verdicts[first][1]['relative_amplitude']:.0%}, "
+                        f"{verdicts[first][1]['sign_changes']} reversals) without net progress."
+                    ),
+                    advice=(
+                        f"{sentence(lower_rate_phrase(record, first))}, raise the batch size, "
+                        "or lower the momentum (e.g. 0.9 to 0.5)."
+                    ),
+                    evidence={
+                        **verdicts[first][1],
+                        "losses": [float(v) for v in values],
+                        "learning_rate": float("nan") if rate is None else rate,
+                    },
+                )
+            )
+        return findings
+
+
+class StalledTrainingDetector(Detector):
+    """Detects stalled training: no progress in loss, val_loss or accuracy for 5
+    epochs while the loss is still above half its starting value.
+
+    Converged runs (accuracy 0.99, loss 1e-3) are never stalled, nor are runs whose
+    validation metrics still improve.
+
+    Args:
+        epochs: epochs without progress (default 5).
+        max_progress_fraction: a stalled loss is above this fraction of its start
+            (default 0.5).
+
+    Example:
+        >>> findings = StalledTrainingDetector()(record)
+    """
+
+    symptom = STALLED_TRAINING
+
+    def __init__(
+        self,
+        epochs: int = STALL_EPOCHS,
+        max_progress_fraction: float = STALL_MAX_PROGRESS_FRACTION,
+    ) -> None:
+        self.epochs = self._count("epochs", epochs, minimum=2)
+        self.max_progress_fraction = self._fraction("max_progress_fraction", max_progress_fraction)
+
+    def __call__(self, record: TrainingRecord) -> list[Finding]:
+        loss = training_loss(record)
+        start = start_loss(record)
+        n = len(loss)
+        if n <= self.epochs or not np.isfinite(start) or start <= 0:
+            return []
+        progress = Progress(record)
+        stalled = np.zeros(n, dtype=bool)
+        for i in range(self.epochs, n):
+            if not np.isfinite(loss[i]) or progress.improving(i, self.epochs):
+                continue
+            accuracy = progress.best_accuracy(i)
+            converged = loss[i] <= CONVERGED_LOSS or (accuracy is not None and accuracy >= CONVERGED_ACCURACY)
+            stalled[i] = not converged and loss[i] > self.max_progress_fraction * start
+        findings = []
+        for first, _ in runs(stalled):
+            plateau = first - self.epochs + 1
+            best = float(np.nanmin(loss[: first + 1]))
+            never_learned = best > STALL_NEVER_LEARNED_FRACTION * start
+            rate = learning_rate_at(record, first)
+            accuracy = progress.best_accuracy(first)
+            raise_rate = (
+                f"raise the learning rate from {rate_text(rate)} (e.g. 3-10x, to {rate_text(3 * rate)}-{rate_text(10 * rate)})"
+                if rate is not None
+                else "raise the learning rate 3-10x"
+            )
+            findings.append(
+                Finding(
+                    symptom=STALLED_TRAINING,
+                    severity="critical" if never_learned else "warning",
+                    epoch=epoch_number(record, plateau),
+                    step=epoch_step(record, plateau),
+                    message=(
+                        f"No progress for {self.epochs} epochs (epochs {epoch_number(record, plateau) + 1}-"
+                        f"{epoch_number(record, first) + 1}): loss {loss[first]:.4g}, "
+                        f"{loss[first] / start:.0%} of its start ({start:.4g})"
+                        + (", it never learned." if never_learned else ".")
+                    ),
+                    advice=(
+                        f"{sentence(raise_rate)}; check that the labels match the inputs and the loss; "
+                        "check for vanishing gradients."
+                    ),
+                    evidence={
+                        "loss": float(loss[first]),
+                        "start_loss": start,
+                        "best_loss": best,
+                        "loss_fraction_of_start": float(loss[first] / start),
+                        "best_accuracy": float("nan") if accuracy is None else accuracy,
+                        "epochs_without_progress": self.epochs,
+                        "learning_rate": float("nan") if rate is None else rate,
+                    },
+                )
+            )
+        return findings

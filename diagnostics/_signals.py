@@ -1,0 +1,181 @@
+"""Reading a `TrainingRecord` the way detectors need it: per-epoch views of the step
+signals, the training loss, whether training still makes progress, and where (epoch,
+step) an episode starts.
+
+Every function here is causal: its answer for epoch or step k depends only on the
+record up to k, which is what keeps detectors' episodes stable as the record grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from descentkit.diagnostics._record import TrainingRecord
+
+# A loss that improves by less than 1 % of its value over the judged window has
+# stopped making progress: converging runs of Keras classifiers improve their epoch
+# loss by several percent per epoch, and epoch-to-epoch noise of a plateaued epoch
+# loss is well under 1 % (epoch means average hundreds of minibatches).
+MIN_RELATIVE_IMPROVEMENT = 0.01
+# Accuracy must gain half a percentage point to count as progress: one sample in
+# 200, about the resolution of the small validation sets descentkit's studies use.
+MIN_ACCURACY_IMPROVEMENT = 0.005
+# Within the first epoch (no epoch history yet) progress is judged on step losses:
+# the median of the last quarter of the epoch's steps against the first quarter's,
+# and only with at least this many recorded steps (fewer medians are too noisy).
+MIN_STEPS_TO_JUDGE = 8
+
+
+def finite(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
+def median(values: np.ndarray) -> float:
+    values = finite(values)
+    return float(np.median(values)) if len(values) else float("nan")
+
+
+def epoch_segments(record: TrainingRecord) -> list[slice]:
+    """For each completed epoch (by index), the slice of the step arrays it covers.
+
+    Empty when the epoch's end step is unknown. Steps are assumed in increasing order.
+    """
+    steps = record.steps
+    segments: list[slice] = []
+    start = 0
+    for end_step in record.epoch_end_step:
+        if end_step is None:
+            segments.append(slice(start, start))
+            continue
+        stop = int(np.searchsorted(steps, end_step, side="right"))
+        segments.append(slice(start, max(start, stop)))
+        start = max(start, stop)
+    return segments
+
+
+def per_epoch(values: np.ndarray, segments: list[slice], reduce: Callable[[np.ndarray], float] = median) -> np.ndarray:
+    """One number per completed epoch: `reduce` over that epoch's step values (NaN if none)."""
+    return np.array([reduce(values[s]) if s.stop > s.start else np.nan for s in segments], dtype=np.float64)
+
+
+def epoch_index_of_step(record: TrainingRecord, step: int) -> int:
+    """The index (into the per-epoch lists) of the epoch holding `step`; the number of
+    recorded epochs when the step is past every known epoch end (the epoch in progress)."""
+    for index, end in enumerate(record.epoch_end_step):
+        if end is not None and step <= end:
+            return index
+    return record.n_epochs
+
+
+def epoch_number(record: TrainingRecord, index: int) -> int:
+    """The 0-based epoch number of an epoch index (Keras may start at `initial_epoch`)."""
+    if index < record.n_epochs:
+        return int(record.epochs[index])
+    return int(record.epochs[-1]) + 1 + index - record.n_epochs if record.epochs else index
+
+
+def epoch_step(record: TrainingRecord, index: int) -> int | None:
+    """The optimizer step at the end of an epoch index, when known."""
+    if index < len(record.epoch_end_step):
+        return record.epoch_end_step[index]
+    return None
+
+
+def learning_rate_at(record: TrainingRecord, index: int) -> float | None:
+    """The learning rate in force in epoch `index`: for the epoch in progress,
+    `record.current_learning_rate` when set, else the last recorded one."""
+    current = getattr(record, "current_learning_rate", None)
+    if index >= record.n_epochs and current is not None and np.isfinite(current):
+        return float(current)
+    rates = np.asarray(record.learning_rate[: index + 1], dtype=np.float64)
+    known = rates[np.isfinite(rates)]
+    return float(known[-1]) if len(known) else None
+
+
+def training_loss(record: TrainingRecord) -> np.ndarray:
+    """The training loss per epoch: Keras's logged "loss", else the mean step loss of each epoch."""
+    loss = record.series("loss")
+    if len(loss) == record.n_epochs and record.n_epochs and np.isfinite(loss).any():
+        return loss
+    return per_epoch(record.step_loss, epoch_segments(record), lambda v: float(np.mean(v)) if len(v) else np.nan)
+
+
+def _accuracy_keys(record: TrainingRecord) -> list[str]:
+    return [k for k in record.history if k.endswith("accuracy") or k.endswith("acc")]
+
+
+def _gained(values: np.ndarray, before: slice, after: slice, *, higher_is_better: bool) -> bool | None:
+    """Whether the best of `values[after]` beats the best of `values[before]`; None if unknown."""
+    old, new = finite(values[before]), finite(values[after])
+    if not len(old) or not len(new):
+        return None
+    if higher_is_better:
+        return bool(new.max() - old.max() >= MIN_ACCURACY_IMPROVEMENT)
+    reference = old.min()
+    return bool(reference - new.min() >= MIN_RELATIVE_IMPROVEMENT * abs(reference))
+
+
+class Progress:
+    """Whether a run still makes progress, epoch by epoch (read once from a record).
+
+    Progress on any outcome counts: the training loss, val_loss (1 % relative) or
+    any accuracy (0.5 points), best of the judged window against best before it.
+    """
+
+    def __init__(self, record: TrainingRecord) -> None:
+        self.loss = training_loss(record)
+        self.val_loss = record.series("val_loss")
+        self.accuracies = {k: record.series(k) for k in _accuracy_keys(record)}
+        segments = epoch_segments(record)
+        self._first_epoch_losses = finite(record.step_loss[segments[0]] if segments else record.step_loss)
+
+    def improving(self, index: int, window: int) -> bool:
+        """Whether training made progress in the `window` epochs up to epoch `index`.
+
+        Before `window` epochs exist the window is epochs 1..index against epoch 0;
+        in epoch 0 the step losses decide. When nothing can be judged the answer is
+        True: a detector gated on "not improving" then stays quiet rather than guess.
+        """
+        if index <= 0:
+            losses = self._first_epoch_losses
+            if len(losses) < MIN_STEPS_TO_JUDGE:
+                return True
+            quarter = len(losses) // 4
+            first, last = np.median(losses[:quarter]), np.median(losses[-quarter:])
+            return bool(first - last >= MIN_RELATIVE_IMPROVEMENT * abs(first))
+        split = max(1, index - window + 1)
+        before, after = slice(0, split), slice(split, index + 1)
+        verdicts = [
+            _gained(self.loss, before, after, higher_is_better=False),
+            _gained(self.val_loss, before, after, higher_is_better=False),
+        ]
+        verdicts += [_gained(acc, before, after, higher_is_better=True) for acc in self.accuracies.values()]
+        known = [v for v in verdicts if v is not None]
+        return any(known) if known else True
+
+    def best_accuracy(self, index: int) -> float | None:
+        """The best training or validation accuracy logged up to epoch `index`, if any."""
+        best = [finite(acc[: index + 1]) for acc in self.accuracies.values()]
+        best = [b.max() for b in best if len(b)]
+        return float(max(best)) if best else None
+
+
+def start_loss(record: TrainingRecord) -> float:
+    """The loss at the start of training: the median of the first step losses, else epoch 0's loss."""
+    steps = finite(record.step_loss)
+    if len(steps) >= MIN_STEPS_TO_JUDGE:
+        return float(np.median(steps[: max(MIN_STEPS_TO_JUDGE // 2, 1)]))
+    loss = finite(training_loss(record)[:1])
+    return float(loss[0]) if len(loss) else float("nan")
+
+
+def sentence(text: str) -> str:
+    """`text` with its first letter upper-cased (str.capitalize would lower the rest)."""
+    return text[:1].upper() + text[1:]
+
+
+def rate_text(rate: float | None) -> str:
+    return "unknown" if rate is None else f"{rate:.3g}"

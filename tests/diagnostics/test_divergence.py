@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+
+from descentkit.diagnostics import DIVERGENCE, DivergenceDetector, TrainingRecord, episode_key
+
+
+def _nan_run(synth, rng, nan_at=137):
+    """200 steps of 50 per epoch; gradients and loss become NaN at step `nan_at` (1-based)."""
+    n = 200
+    loss = synth.decaying(n, rng, noise=0.05)
+    grad, layers, updates = synth.healthy_layers(n, rng)
+    nonfinite = np.zeros(n)
+    loss[nan_at - 1 :] = np.nan
+    grad[nan_at - 1 :] = np.nan
+    nonfinite[nan_at - 1 :] = 1234
+    return synth.Trace(50, loss, grad, layers, updates, nonfinite, learning_rate=0.5)
+
+
+def test_divergence_reports_first_nonfinite_step(synth, rng):
+    findings = DivergenceDetector()(_nan_run(synth, rng).record())
+    assert len(findings) == 1
+    (f,) = findings
+    assert (f.symptom, f.severity, f.step, f.epoch) == (DIVERGENCE, "critical", 137, 2)
+    assert f.evidence["nonfinite_gradients"] == 1234
+    assert "0.5" in f.advice and "0.05-0.167" in f.advice  # quotes the rate in force, 3-10x smaller
+
+
+def test_divergence_works_mid_epoch_on_step_signals_alone(synth, rng):
+    # 5 steps after the first NaN, with epoch 2 still in progress (no logs for it yet).
+    record = _nan_run(synth, rng).record(upto_step=141)
+    assert record.n_epochs == 2
+    (f,) = DivergenceDetector()(record)
+    assert (f.step, f.epoch, f.severity) == (137, 2, "critical")
+
+
+def test_divergence_on_a_bare_record_with_only_gradient_norms():
+    record = TrainingRecord()
+    record.add_steps([1, 2, 3], grad_norm=[0.5, 0.6, np.inf])
+    (f,) = DivergenceDetector()(record)
+    assert (f.step, f.epoch) == (3, 0)
+    assert "Lower the learning rate 3-10x" in f.advice
+
+
+def test_divergence_is_one_finding_per_episode_on_a_growing_record(synth, rng):
+    trace = _nan_run(synth, rng)
+    keys = set()
+    for upto in range(130, 200, 8):  # a callback checking every 8 steps
+        keys |= {episode_key(f) for f in DivergenceDetector()(trace.record(upto))}
+    assert keys == {(DIVERGENCE, "step", 137)}
+
+
+def test_divergence_from_epoch_logs_alone():
+    record = TrainingRecord.from_history({"loss": [1.0, 0.8, float("nan")], "val_loss": [1.1, 0.9, float("nan")]}, learning_rate=[0.1] * 3)
+    (f,) = DivergenceDetector()(record)
+    assert (f.epoch, f.step, f.severity) == (2, None, "critical")
+
+
+def test_nan_val_loss_alone_is_not_divergence():
+    # validation_freq > 1 leaves val_loss NaN on epochs without validation.
+    record = TrainingRecord.from_history({"loss": [1.0, 0.8, 0.7], "val_loss": [1.1, float("nan"), 0.8]})
+    assert DivergenceDetector()(record) == []
+
+
+def test_unrecorded_step_loss_is_not_mistaken_for_nan(synth, rng):
+    record = TrainingRecord(["dense"])
+    record.add_steps(np.arange(1, 51), grad_norm=np.full(50, 0.3))  # no loss recorded: NaN throughout
+    assert DivergenceDetector()(record) == []
+
+
+def test_finite_loss_blowup_is_divergence(synth, rng):
+    n = 300
+    loss = synth.decaying(n, rng, start=2.3, end=0.2, noise=0.05)
+    loss[200:] = np.geomspace(0.3, 50.0, 100)  # climbs far above its start
+    (f,) = DivergenceDetector()(synth.Trace(50, loss, learning_rate=[0.01, 0.01, 0.01, 0.01, 0.2, 0.2]).record())
+    assert f.symptom == DIVERGENCE
+    assert f.step > 200 and f.epoch == 4
+    assert f.evidence["ratio_to_best"] > 10
+    assert "below 0.2" in f.advice and "at most 0.01" in f.advice  # the largest rate seen stable
+
+
+def test_divergence_quiet_on_noisy_healthy_loss(synth, rng):
+    loss = synth.decaying(2000, rng, start=2.3, end=0.02, noise=0.5)  # noisy minibatch loss near zero
+    grad, layers, updates = synth.healthy_layers(2000, rng)
+    assert DivergenceDetector()(synth.Trace(100, loss, grad, layers, updates).record()) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, quoted",
+    [({"blowup_factor": 0.5}, "0.5"), ({"sustain_steps": 0}, "0"), ({"start_factor": float("nan")}, "nan")],
+)
+def test_divergence_thresholds_are_validated(kwargs, quoted):
+    with pytest.raises(ValueError, match=quoted):
+        DivergenceDetector(**kwargs)
+
+
+def test_divergence_in_the_first_epoch_quotes_the_current_learning_rate():
+    record = TrainingRecord(["dense"])
+    record.current_learning_rate = 2.0  # set by the callback at epoch begin
+    record.add_steps([1, 2, 3], grad_norm=[0.5, 40.0, np.nan], nonfinite=[0, 0, 17])
+    (f,) = DivergenceDetector()(record)
+    assert "from 2 to 0.2-0.667" in f.advice
+    assert f.evidence["learning_rate"] == 2.0

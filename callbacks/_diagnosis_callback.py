@@ -1,0 +1,326 @@
+"""The base of every descentkit monitor: collect signals, run detectors, act.
+
+A monitor fills a `TrainingRecord` (per-step gradient signals from the compiled
+step, per-epoch logs, learning rate and activation probe), hands it to the
+detectors of `descentkit.diagnostics`, keeps each new finding once, prints it
+Keras-style and stops training on the symptoms named in `stop_on`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import keras
+import numpy as np
+
+from descentkit.callbacks._activation_probe import ActivationProbe, activation_name, probe_batch
+from descentkit.callbacks._step_signals import StepSignalRecorder, target_optimizer
+from descentkit.diagnostics import (
+    DETECTORS,
+    DIVERGENCE,
+    PREFLIGHT_SYMPTOMS,
+    SYMPTOMS,
+    Finding,
+    TrainingRecord,
+    diagnose,
+    episode_key,
+    preflight_checks,
+    summarize,
+)
+
+# Findings of these severities stop training when their symptom is in `stop_on`;
+# "info" findings are notes, never a reason to stop.
+STOPPING_SEVERITIES = ("warning", "critical")
+# The update-to-weight ratio copies every weight on the steps it samples: every
+# step cost 10-15 % of a CPU MLP step here, every 8th step costs under 2 %.
+UPDATE_RATIO_EVERY = 8
+# Divergence must stop training within 10 optimizer steps of the first non-finite
+# loss or gradient, so the ring buffer is checked at least every 8 steps.
+MAX_CHECK_EVERY = 8
+
+
+def _as_symptoms(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+class DiagnosisCallback(keras.callbacks.Callback):
+    """Shared logic of the monitors; use `TrainingMonitor` or one of its narrower siblings.
+
+    Args:
+        watched: the symptoms this monitor diagnoses.
+        stop_on: the symptoms (a subset of `watched`) that stop training.
+        verbose: 0 silent, 1 prints warning and critical findings, 2 every finding.
+        check_every: check for divergence every this many optimizer steps (1 to 8).
+        step_signals: record per-step gradient signals in the compiled step.
+        update_ratio_every: record the per-layer update-to-weight ratio every this
+            many optimizer steps (0: never).
+        probe_data: inputs `x` or `(x, y)` to probe hidden activations on.
+        validation_data: `(x, y)` used as the probe when `probe_data` is None.
+        activation_freq: probe activations every this many epochs.
+        preflight: run the preflight data checks at train begin.
+        preflight_data: `(x, y)` or `x` for the preflight checks; defaults to the
+            probe data.
+    """
+
+    def __init__(
+        self,
+        *,
+        watched: Iterable[str],
+        stop_on: str | Iterable[str] | None = (),
+        verbose: int = 1,
+        check_every: int = MAX_CHECK_EVERY,
+        step_signals: bool = True,
+        update_ratio_every: int = UPDATE_RATIO_EVERY,
+        probe_data: Any = None,
+        validation_data: Any = None,
+        activation_freq: int = 1,
+        preflight: bool = False,
+        preflight_data: Any = None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.watched = tuple(watched)
+        self.stop_on = _as_symptoms(stop_on)
+        for symptom in self.stop_on:
+            if symptom not in SYMPTOMS:
+                raise ValueError(
+                    f"{name} received stop_on={self.stop_on!r}, but {symptom!r} is not a symptom. "
+                    f"Expected names among: {', '.join(SYMPTOMS)}."
+                )
+            if symptom not in self.watched:
+                raise ValueError(
+                    f"{name} received stop_on={self.stop_on!r}, but it does not watch {symptom!r}; "
+                    f"it watches {', '.join(self.watched)}. Use TrainingMonitor to stop on any symptom."
+                )
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2 but got {verbose!r}.")
+        if not isinstance(check_every, int) or not 1 <= check_every <= MAX_CHECK_EVERY:
+            raise ValueError(
+                f"check_every must be an integer from 1 to {MAX_CHECK_EVERY} (divergence must stop "
+                f"training within 10 steps) but got {check_every!r}."
+            )
+        if not isinstance(update_ratio_every, int) or update_ratio_every < 0:
+            raise ValueError(f"update_ratio_every must be a non-negative integer but got {update_ratio_every!r}.")
+        if not isinstance(activation_freq, int) or activation_freq < 1:
+            raise ValueError(f"activation_freq must be a positive integer but got {activation_freq!r}.")
+        self.verbose = verbose
+        self.check_every = check_every
+        self.activation_freq = activation_freq
+        self.preflight = preflight
+        self.probe_data = probe_data
+        self.validation_data = validation_data
+        self.preflight_data = preflight_data
+
+        self.findings: list[Finding] = []
+        self.record: TrainingRecord | None = None
+        self.stopped_by: Finding | None = None
+        self._recorder = StepSignalRecorder(update_ratio_every=update_ratio_every) if step_signals else None
+        probe_source = probe_data if probe_data is not None else validation_data
+        self._probe = ActivationProbe(probe_batch(probe_source)) if probe_source is not None else None
+        self._detectable: tuple[str, ...] = ()  # the watched symptoms that have a detector
+        self._urgent: tuple[str, ...] = ()
+        self._seen: set[tuple[Any, ...]] = set()
+        self._preflight_done = False
+        self._epoch: int | None = None
+        self._epoch_lr: float | None = None
+        self._flushed_batch = 0
+        self._loss_alarmed = False
+        self._flush_every = check_every
+
+    # --------------------------------------------------------------- results
+    def summary(self) -> str:
+        """A readable multi-line text of the findings, most severe first."""
+        return summarize(self.findings)
+
+    def findings_as_dicts(self) -> list[dict[str, Any]]:
+        """The findings as a JSON-ready list of dicts."""
+        return [f.to_dict() for f in self.findings]
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The findings as a JSON text (a list of objects); kwargs go to `json.dumps`."""
+        return json.dumps(self.findings_as_dicts(), **kwargs)
+
+    # --------------------------------------------------------------- Keras hooks
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.stopped_by = None
+        self._detectable = tuple(s for s in self.watched if s in DETECTORS)
+        # Stopping on divergence needs a look every few steps; otherwise the ring
+        # buffer only needs reading before it wraps.
+        self._urgent = tuple(s for s in self.stop_on if s == DIVERGENCE and s in self._detectable)
+        if self._recorder is not None:
+            self._recorder.install(self.model)
+            self._flush_every = self.check_every if self._urgent else max(1, self._recorder.rows // 2)
+        else:
+            self._flush_every = self.check_every
+        if self.preflight and not self._preflight_done:
+            self._preflight_done = True
+            self._run_preflight()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+        self._flushed_batch = 0
+        self._loss_alarmed = False
+        # Read here, not at epoch end: a ReduceLROnPlateau placed before this
+        # callback would already have changed it.
+        self._epoch_lr = self._learning_rate()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        # The only per-batch work: a counter and, when stopping on divergence, one
+        # float check of a loss Keras has already brought to the host.
+        loss_nonfinite = False
+        if self._urgent and logs and not self._loss_alarmed:
+            loss = logs.get("loss")
+            # Keras's running mean stays non-finite for the rest of the epoch: one alarm per epoch.
+            loss_nonfinite = self._loss_alarmed = loss is not None and not math.isfinite(loss)
+        if not loss_nonfinite and batch + 1 - self._flushed_batch < self._flush_every:
+            return
+        self._flushed_batch = batch + 1
+        new_steps = self._flush()
+        if self._urgent and self.stopped_by is None and (loss_nonfinite or self._nonfinite_tail(new_steps)):
+            self._diagnose(self._urgent, self._epoch)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._flush()
+        dead, saturated = {}, {}
+        if self._probe is not None and (epoch + 1) % self.activation_freq == 0:
+            dead, saturated = self._probe.measure(self.model)
+        record = self._ensure_record()
+        record.add_epoch(
+            epoch,
+            logs,
+            learning_rate=self._epoch_lr,
+            step=self._optimizer_step(),
+            dead_fraction=dead,
+            saturated_fraction=saturated,
+        )
+        if self._detectable:
+            self._diagnose(self._detectable, epoch)
+        if self._recorder is not None:
+            self._recorder.epoch_boundary()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self._flush()
+        if self._recorder is not None:
+            self._recorder.uninstall()
+
+    # --------------------------------------------------------------- internals
+    def _ensure_record(self) -> TrainingRecord:
+        if self.record is None:
+            names = self._recorder.layer_names if self._recorder is not None else None
+            self.record = TrainingRecord(names or ())
+        return self.record
+
+    def _flush(self) -> int:
+        if self._recorder is None or self._recorder.layer_names is None:
+            return 0
+        return self._recorder.flush(self._ensure_record())
+
+    def _nonfinite_tail(self, n: int) -> bool:
+        if not n or self.record is None:
+            return False
+        tail = slice(-n, None)
+        return bool(
+            np.any(self.record.nonfinite[tail] > 0)
+            or not np.all(np.isfinite(self.record.grad_norm[tail]))
+            # the step loss is NaN where unknown; only +-inf is a sure sign here
+            or np.any(np.isinf(self.record.step_loss[tail]))
+        )
+
+    def _diagnose(self, symptoms: tuple[str, ...], epoch: int | None) -> None:
+        self._accept(diagnose(self._ensure_record(), symptoms=list(symptoms)), epoch)
+
+    def _accept(self, findings: Iterable[Finding], epoch: int | None) -> None:
+        """Keep, print and act on the findings not seen before."""
+        for finding in findings:
+            # Detectors return one finding per episode, dated by its start: the same
+            # episode seen again on a longer record has the same key.
+            key = episode_key(finding)
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            self.findings.append(finding)
+            if self.verbose == 2 or (self.verbose == 1 and finding.severity != "info"):
+                print(self._describe(finding, epoch), flush=True)
+            if self.stopped_by is None and finding.symptom in self.stop_on and finding.severity in STOPPING_SEVERITIES:
+                self.stopped_by = finding
+                if self.model is not None:
+                    self.model.stop_training = True
+                if self.verbose:
+                    print(f"{type(self).__name__}: stopping training on {finding.symptom}.", flush=True)
+
+    def _describe(self, finding: Finding, epoch: int | None) -> str:
+        shown = finding.epoch if finding.epoch is not None else epoch
+        where = f"Epoch {shown + 1}" if shown is not None else "Before training"
+        at = f" at step {finding.step}" if finding.step is not None else ""
+        return (
+            f"{where}: {type(self).__name__} found {finding.symptom} ({finding.severity}){at}: "
+            f"{finding.message} Advice: {finding.advice}"
+        )
+
+    def _learning_rate(self) -> float | None:
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            return None
+        try:
+            # For a schedule, the property evaluates it at the current iteration.
+            return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        except (TypeError, ValueError, AttributeError):
+            return None
+
+    def _optimizer_step(self) -> int | None:
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            return None
+        return int(keras.ops.convert_to_numpy(target_optimizer(self.model).iterations))
+
+    def _run_preflight(self) -> None:
+        data = self.preflight_data
+        if data is None:
+            data = self.probe_data if self.probe_data is not None else self.validation_data
+        if data is None:
+            return
+        if isinstance(data, tuple) and len(data) in (2, 3):
+            x, y = data[0], data[1]
+        else:
+            x, y = data, None
+        model = self.model
+        last = model.layers[-1] if getattr(model, "layers", None) else None
+        findings = preflight_checks(
+            x,
+            y,
+            output_activation=activation_name(last) if last is not None else None,
+            loss=_loss_name(getattr(model, "loss", None)),
+            output_units=_output_units(model, last),
+        )
+        self._accept([f for f in findings if f.symptom in PREFLIGHT_SYMPTOMS], None)
+
+
+def _loss_name(loss: Any) -> str | None:
+    if loss is None:
+        return None
+    if isinstance(loss, str):
+        return loss
+    if isinstance(loss, (list, tuple)) and len(loss) == 1:
+        return _loss_name(loss[0])
+    if isinstance(loss, keras.losses.Loss):
+        fn = getattr(loss, "fn", None)  # LossFunctionWrapper subclasses
+        return getattr(fn, "__name__", None) or loss.name
+    return getattr(loss, "__name__", None)
+
+
+def _output_units(model: Any, last_layer: Any) -> int | None:
+    try:
+        outputs = model.outputs
+        if outputs and len(outputs) == 1 and outputs[0].shape[-1] is not None:
+            return int(outputs[0].shape[-1])
+    except (AttributeError, ValueError):
+        pass
+    units = getattr(last_layer, "units", None)
+    return int(units) if units is not None else None

@@ -1,0 +1,88 @@
+"""`TrainingMonitor`: every descentkit detector on one `fit`, stopping on the symptoms you name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from descentkit.callbacks._diagnosis_callback import MAX_CHECK_EVERY, UPDATE_RATIO_EVERY, DiagnosisCallback
+from descentkit.diagnostics import DIVERGENCE, SYMPTOMS
+
+
+class TrainingMonitor(DiagnosisCallback):
+    """Diagnoses every training pathology of a `fit` and stops training on the ones named.
+
+    Records, inside the compiled train step, the global and per-layer gradient
+    norms, the count of non-finite gradient values and the per-layer
+    update-to-weight ratio of every optimizer step; per epoch, the logs, the
+    learning rate in force and (given probe data) the fraction of dead ReLU and
+    saturated tanh/sigmoid units. All detectors of `descentkit.diagnostics` run
+    on that record at each epoch end; divergence is checked every
+    `check_every` steps, so training stops within 10 steps of the first
+    non-finite loss or gradient. The model is left exactly as it was found.
+
+    Args:
+        stop_on: symptom name(s) that stop training (`model.stop_training`);
+            defaults to `("divergence",)`. Pass `()` to only watch.
+        probe_data: inputs `x`, or `(x, y)`, of a fixed batch (up to 256 samples
+            are used) to probe hidden activations on each epoch and to run the
+            preflight data checks on. Defaults to None: no activation probe.
+        validation_data: `(x, y)` used instead when `probe_data` is None.
+        verbose: 0 silent, 1 (default) prints a line per warning or critical
+            finding, 2 prints info findings too.
+        check_every: how often, in optimizer steps, to look for divergence (1 to 8,
+            default 8).
+        activation_freq: probe activations every this many epochs (default 1).
+        preflight: run the preflight data checks (non-finite or unnormalized
+            inputs, output activation vs loss) at train begin (default True);
+            needs `preflight_data` or probe data.
+        preflight_data: `x` or `(x, y)` for the preflight checks (default: the
+            probe data).
+        update_ratio_every: record the per-layer update-to-weight ratio
+            `||w_after - w_before|| / ||w_before||` every this many optimizer
+            steps (default 8; NaN on the other steps; 0 never). Sampling keeps the
+            cost of copying the weights off most steps.
+
+    Attributes:
+        findings: the `Finding`s seen so far, in the order found.
+        record: the `TrainingRecord` of signals (None before the first `fit`).
+        stopped_by: the `Finding` that stopped training, or None.
+
+    Example:
+
+    ```python
+    from descentkit.callbacks import TrainingMonitor
+
+    monitor = TrainingMonitor(stop_on=("divergence", "exploding_gradients"), probe_data=x_val[:256])
+    model.fit(x_train, y_train, epochs=10, validation_data=(x_val, y_val), callbacks=[monitor])
+    print(monitor.summary())
+    if monitor.stopped_by is not None:
+        print("stopped:", monitor.stopped_by.symptom)
+    ```
+    """
+
+    def __init__(
+        self,
+        stop_on: str | Iterable[str] | None = (DIVERGENCE,),
+        probe_data: Any = None,
+        validation_data: Any = None,
+        verbose: int = 1,
+        check_every: int = MAX_CHECK_EVERY,
+        activation_freq: int = 1,
+        preflight: bool = True,
+        preflight_data: Any = None,
+        update_ratio_every: int = UPDATE_RATIO_EVERY,
+    ) -> None:
+        super().__init__(
+            watched=SYMPTOMS,
+            stop_on=stop_on,
+            verbose=verbose,
+            check_every=check_every,
+            step_signals=True,
+            update_ratio_every=update_ratio_every,
+            probe_data=probe_data,
+            validation_data=validation_data,
+            activation_freq=activation_freq,
+            preflight=preflight,
+            preflight_data=preflight_data,
+        )

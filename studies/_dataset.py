@@ -19,6 +19,9 @@ class Dataset:
         task: "multiclass", "binary" or "regression".
         num_classes: the number of classes (multiclass); 2 for binary; None for regression.
         name: a label for messages and records.
+        class_names: the original label of each class index (`class_names[i]` was
+            encoded as `i`), or None.
+        feature_names: the input columns, in order, or None.
     """
 
     x_train: np.ndarray
@@ -28,6 +31,8 @@ class Dataset:
     task: str = "multiclass"
     num_classes: int | None = None
     name: str = "dataset"
+    class_names: list[str] | None = None
+    feature_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -65,4 +70,6 @@ class Dataset:
 
     @property
     def metrics(self) -> list[str]:
-        return ["mae"] if self.task == "regression" else ["accuracy"]
+        # Regression logs mse beside the loss: with L2 in the search space the loss
+        # includes the penalty, so `val_mse` is the unbiased objective.
+        return ["mae", "mse"] if self.task == "regression" else ["accuracy"]

@@ -25,8 +25,24 @@ def _fail(message: str) -> None:
 
 
 def _quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter (CUDA probing, CPU features) is noise on a CLI."""
+    """TensorFlow's C++ start-up chatter (CUDA probing, CPU features) is noise on a CLI.
+
+    Some of it is written before TF_CPP_MIN_LOG_LEVEL is read, so the import runs
+    with the stderr file descriptor pointed at /dev/null; a Python exception from
+    the import is still raised (and shown) after stderr is restored.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,10 +60,14 @@ def main() -> None:
 @click.option("--storage", envvar="DESCENTKIT_STORAGE", help="[env DESCENTKIT_STORAGE] Optuna storage URL (sqlite:///..., postgresql+psycopg2://...) or a journal file path. Default: ./descentkit_studies/STUDY.journal.")
 @click.option("--study-name", help="Name of the stored study (default: the study's `name`).")
 @click.option("--seed", type=int, help="Override the study's seed.")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="[env MLFLOW_TRACKING_URI] MLflow tracking URI. Default: sqlite:///mlflow.db in the working directory.")
+@click.option("--experiment", help="MLflow experiment (default: the study name).")
+@click.option("--tracking/--no-tracking", envvar="DESCENTKIT_TRACKING", default=True, show_default=True, help="[env DESCENTKIT_TRACKING] Log the sweep to MLflow.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def sweep(study: str, trials: int | None, total_trials: int | None, timeout: float | None, workers: int,
-          storage: str | None, study_name: str | None, seed: int | None, quiet: bool, as_json: bool) -> None:
+          storage: str | None, study_name: str | None, seed: int | None, tracking_uri: str | None,
+          experiment: str | None, tracking: bool, quiet: bool, as_json: bool) -> None:
     """Run (or resume) a sweep of STUDY: a built-in study name or a YAML file.
 
     Running the same command again resumes the stored study and adds trials.
@@ -65,7 +85,8 @@ def sweep(study: str, trials: int | None, total_trials: int | None, timeout: flo
 
     try:
         result = run_sweep(config, trials=trials, total_trials=total_trials, timeout=timeout, storage=storage,
-                           study_name=study_name, seed=seed, workers=workers, progress=not quiet)
+                           study_name=study_name, seed=seed, workers=workers, progress=not quiet,
+                           tracking=tracking, tracking_uri=tracking_uri, experiment_name=experiment)
     except ConfigError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -79,24 +100,16 @@ def sweep(study: str, trials: int | None, total_trials: int | None, timeout: flo
         click.echo(f"Show again: {again}")
 
 
-@main.command()
-@click.argument("study")
-@click.option("--storage", help="Storage URL or journal path (default: the embedded file of STUDY).")
-@click.option("--study-name", help="Name of the stored study (default: the study's `name`).")
-@click.option("--json", "as_json", is_flag=True, help="Print every trial as JSON.")
-@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Best trials to show.")
-def results(study: str, storage: str | None, study_name: str | None, as_json: bool, top: int) -> None:
-    """Print the results of a stored sweep of STUDY again."""
+def _stored_study(study: str, storage: str | None, study_name: str | None):
+    """(name, Optuna study, printable location) of a stored sweep; exits 2 with one line if there is none."""
     name = study_name
     if name is None:
         try:
             name = load_study(study).name
         except ConfigError:
             name = Path(study).stem  # a study stored under a name with no file here
-    _quiet_tensorflow()
     import optuna
 
-    from descentkit.tuner.results import summarize_study, trial_rows
     from descentkit.tuner.storage import default_storage_url, open_storage
 
     if storage is None and not Path(default_storage_url(name)).is_file():
@@ -104,9 +117,26 @@ def results(study: str, storage: str | None, study_name: str | None, as_json: bo
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store, location = open_storage(storage, name)
     try:
-        stored = optuna.load_study(study_name=name, storage=store)
+        return name, optuna.load_study(study_name=name, storage=store), location
     except KeyError:
         _fail(f"no study named {name!r} in {location}; pass --study-name")
+
+
+_storage_option = click.option("--storage", envvar="DESCENTKIT_STORAGE", help="[env DESCENTKIT_STORAGE] Storage URL or journal path (default: the embedded file of STUDY).")
+_study_name_option = click.option("--study-name", help="Name of the stored study (default: the study's `name`).")
+
+
+@main.command()
+@click.argument("study")
+@_storage_option
+@_study_name_option
+@click.option("--json", "as_json", is_flag=True, help="Print every trial as JSON.")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Best trials to show.")
+def results(study: str, storage: str | None, study_name: str | None, as_json: bool, top: int) -> None:
+    """Print the results of a stored sweep of STUDY again."""
+    _, stored, location = _stored_study(study, storage, study_name)
+    from descentkit.tuner.results import summarize_study, trial_rows
+
     summary = summarize_study(stored, location, top=top)
     if as_json:
         payload = summary.to_dict()
@@ -114,6 +144,42 @@ def results(study: str, storage: str | None, study_name: str | None, as_json: bo
         click.echo(json.dumps(payload, indent=2))
     else:
         click.echo(summary.to_text(top=top))
+
+
+@main.command("mlflow-relog")
+@click.argument("study")
+@_storage_option
+@_study_name_option
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="[env MLFLOW_TRACKING_URI] MLflow tracking URI.")
+@click.option("--experiment", help="MLflow experiment (default: the study name).")
+def mlflow_relog(study: str, storage: str | None, study_name: str | None, tracking_uri: str | None, experiment: str | None) -> None:
+    """Log the trials of STUDY that MLflow missed (e.g. while the server was down). Safe to repeat."""
+    name, stored, location = _stored_study(study, storage, study_name)
+    _quiet_tensorflow()
+    from descentkit.tuner.tracking import relog_study
+
+    try:
+        logged = relog_study(stored, tracking_uri, experiment_name=experiment, storage=storage and location)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        click.echo(f"descentkit: error: MLflow is still unreachable ({type(exc).__name__}: {first}); nothing lost, try again later", err=True)
+        sys.exit(1)
+    done = f": trial(s) {', '.join(map(str, logged))}" if logged else " (every trial was already there)"
+    click.echo(f"Logged {len(logged)} trial(s) of {name!r} to MLflow{done}")
+
+
+@main.command()
+@click.argument("study")
+@_storage_option
+@_study_name_option
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="HTML file (default: ./STUDY-report.html).")
+def report(study: str, storage: str | None, study_name: str | None, output: Path | None) -> None:
+    """Write a self-contained HTML report of STUDY: best trials, pathology map, plots, advice."""
+    name, stored, _ = _stored_study(study, storage, study_name)
+    _quiet_tensorflow()
+    from descentkit.tuner.report import write_report
+
+    click.echo(f"Report: {write_report(stored, output or Path(f'{name}-report.html'))}")
 
 
 @main.command()

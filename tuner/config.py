@@ -273,7 +273,25 @@ def load_study(study: str | Path) -> StudyConfig:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    return parse_study(data, source=str(path))
+    config = parse_study(data, source=str(path))
+    return _relative_to(config, path.resolve().parent)
+
+
+# Dataset options that name files: relative paths are read from the study file's folder.
+_FILE_OPTIONS = ("path", "validation_path")
+
+
+def _relative_to(config: StudyConfig, folder: Path) -> StudyConfig:
+    if config.dataset is None:
+        return config
+    options = dict(config.dataset.options)
+    for key in _FILE_OPTIONS:
+        value = options.get(key)
+        if isinstance(value, str) and not Path(value).expanduser().is_absolute() and (folder / value).exists():
+            options[key] = str(folder / value)
+    if options == config.dataset.options:
+        return config
+    return config.model_copy(update={"dataset": config.dataset.model_copy(update={"options": options})})
 
 
 __all__ = [

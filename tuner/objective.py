@@ -60,12 +60,35 @@ def as_dataset(value: Any, name: str = "dataset") -> Dataset:
     return Dataset(x, y, xv, yv, task=task, name=name)
 
 
+class OptionError(ValueError):
+    """A dataset or model option the loader or builder does not take."""
+
+
+def check_options(fn: Callable[..., Any], options: Mapping[str, Any], where: str, skip: int = 0) -> None:
+    """ValueError naming an option `fn` does not take, with the closest one it does.
+
+    `skip`: leading positional parameters filled by the tuner (params, data).
+    """
+    import difflib
+
+    parameters = list(inspect.signature(fn).parameters.values())[skip:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = [p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in options:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"accepted: {', '.join(accepted) or 'none'}"
+            raise OptionError(f"{where}.options.{key}: unknown option; {hint}")
+
+
 def load_dataset(config: StudyConfig) -> Dataset:
     """The study's train and validation data (built-in loader or the user's function)."""
     if config.dataset is None:
         raise ValueError("the study names no dataset; add `dataset:` to the study file (a built-in name or module:function) or pass data=")
     loader = _resolve(config.dataset.name, DATASETS)
     options = dict(config.dataset.options)
+    check_options(loader, options, "dataset")
     if config.dataset.name in DATASETS and config.seed is not None:
         options.setdefault("seed", config.seed)
     return as_dataset(loader(**options), name=config.dataset.name)
@@ -96,10 +119,10 @@ def build_model(config: StudyConfig, params: dict[str, Any], data: Dataset, buil
     """Call the study's model builder with the sampled parameters (and the data, when it takes them)."""
     fn = builder or _resolve(config.model.name, MODELS)
     options = dict(config.model.options)
-    if builder is None and config.model.name in MODELS:
-        return fn(params, data, **options)
     accepted = inspect.signature(fn).parameters
-    if len(accepted) >= 2 or "data" in accepted:
+    takes_data = (builder is None and config.model.name in MODELS) or len(accepted) - len(options) >= 2 or "data" in accepted
+    check_options(fn, options, "model", skip=2 if takes_data else 1)
+    if takes_data:
         return fn(params, data, **options)
     return fn(params, **options)
 
@@ -212,7 +235,8 @@ class Objective:
         if config.model.compile == "auto" or getattr(model, "optimizer", None) is None:
             compile_model(model, params, data, config.max_epochs)
 
-        monitor = TrainingMonitor(stop_on=tuple(config.prune_on), probe_data=self._probe, verbose=0)
+        # The preflight data checks ran once, before the sweep (check_before_trials).
+        monitor = TrainingMonitor(stop_on=tuple(config.prune_on), probe_data=self._probe, verbose=0, preflight=False)
         pruning = OptunaPruning(trial, monitor=metric, training_monitor=monitor)
         history = model.fit(
             data.x_train,

@@ -20,6 +20,7 @@ from descentkit.tuner.budget import StopAtBudget, finished_trials, has_waiting, 
 from descentkit.tuner.config import ConfigError, StudyConfig, load_study
 from descentkit.tuner.objective import (
     Objective,
+    OptionError,
     as_dataset,
     build_model as build_study_model,
     check_model_output,
@@ -94,9 +95,17 @@ def check_before_trials(config: StudyConfig, data: Dataset, builder: Callable[..
             f"objective.metric: {config.objective.metric!r} is not logged for a {data.task} task; "
             f"choose one of {', '.join(logged_metrics(data))}"
         )
+    params = representative_params(config.search_space)
     try:
-        model = build_study_model(config, representative_params(config.search_space), data, builder)
-        check_model_output(model, data)
+        model = build_study_model(config, params, data, builder)
+    except OptionError as exc:
+        raise ConfigError(str(exc)) from None
+    except Exception as exc:  # maybe only these parameters: let the trials show it
+        print(f"descentkit: warning: building the model with {params} raised {type(exc).__name__}: {exc}", file=sys.stderr)
+        model = None
+    try:
+        if model is not None:
+            check_model_output(model, data)
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from None
     finally:
@@ -241,7 +250,7 @@ def _worker_main(config_json: dict, name: str, storage: str | None, target: int 
 
 
 def _run_workers(config: StudyConfig, name: str, storage: str | None, target: int | None,
-                 timeout: float | None, workers: int, study: Any, bar: _Progress) -> None:
+                 timeout: float | None, workers: int, study: Any, bar: _Progress, tracker: Any = None) -> None:
     """Start `workers` processes on the study and follow their progress from the storage."""
     import multiprocessing
 
@@ -259,6 +268,8 @@ def _run_workers(config: StudyConfig, name: str, storage: str | None, target: in
                 if trial.number not in seen and trial.state.is_finished() and is_counted(trial, study):
                     seen.add(trial.number)
                     bar(study, trial)
+                    if tracker is not None:  # MLflow is written by this process only
+                        tracker(study, trial)
             if not alive:
                 break
             time.sleep(1.0)
@@ -285,6 +296,9 @@ def run_sweep(
     build_model: Callable[..., Any] | None = None,
     callbacks: list[Any] | None = None,
     progress: bool = True,
+    tracking: bool = True,
+    tracking_uri: str | None = None,
+    experiment_name: str | None = None,
 ) -> SweepResult:
     """Run (or resume) a sweep and return its summary.
 
@@ -304,6 +318,10 @@ def run_sweep(
         build_model: your own `build_model(params[, data]) -> keras.Model`, overriding the study's model.
         callbacks: extra Keras callbacks for every trial's `fit`.
         progress: show a progress bar.
+        tracking: log the sweep to MLflow: one parent run, one child run per trial.
+        tracking_uri: default MLFLOW_TRACKING_URI, else MLflow's default
+            (sqlite:///mlflow.db in the working directory).
+        experiment_name: the MLflow experiment (default: the study name).
 
     Running the same sweep again resumes the stored study and adds trials.
     """
@@ -318,6 +336,8 @@ def run_sweep(
     name = study_name or config.name
     try:
         dataset = as_dataset(data, name="data") if data is not None else load_dataset(config)
+    except OptionError as exc:
+        raise ConfigError(str(exc)) from None
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise ConfigError(f"dataset: {exc}") from None
     check_before_trials(config, dataset, build_model)
@@ -335,12 +355,19 @@ def run_sweep(
         target = None
     already = finished_trials(optuna_study)
     bar = _Progress(None if target is None else max(0, target - already), progress, config.objective.direction)
+    tracker = None
+    if tracking:
+        from descentkit.tuner.tracking import SweepTracker  # MLflow and Keras: only when used
+
+        tracker = SweepTracker(name, tracking_uri=tracking_uri, experiment_name=experiment_name, storage=storage)
     try:
         if workers > 1:
-            _run_workers(config, name, storage, target, timeout, workers, optuna_study, bar)
+            _run_workers(config, name, storage, target, timeout, workers, optuna_study, bar, tracker)
         else:
             objective = Objective(config, dataset, builder=build_model, callbacks=callbacks)
-            _optimize(optuna_study, objective, target, timeout, callbacks=[bar])
+            _optimize(optuna_study, objective, target, timeout, callbacks=[bar, *([tracker] if tracker else [])])
     finally:
         bar.close()
+    if tracker is not None:
+        tracker.finish(optuna_study)
     return SweepResult(optuna_study, location, summarize_study(optuna_study, location))

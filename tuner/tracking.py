@@ -14,7 +14,7 @@ MLflow is left alone for `RETRY_AFTER_S` before the next try.
 Layout in MLflow (the filters in README.md rely on these names):
 - parent run: tags `descentkit.study=<name>`, `descentkit.role=parent`; params: the
   study's configuration; metrics `best_value`, `trials_<state>`, `best.param.<name>`;
-  tags `descentkit.best_trial`, `descentkit.best.<param>`, the union of symptoms;
+  tags `descentkit.best_trial`, `descentkit.best.<param>`, `descentkit.sweep_symptoms`;
   artifacts `pathology.json`, `pathology.txt`, `summary.txt`, `plots/*.png`.
 - child run `trial-<number>`: tags `mlflow.parentRunId`, `descentkit.role=trial`,
   `descentkit.trial=<number>`, `descentkit.state` (COMPLETE, PRUNED, FAIL),
@@ -189,6 +189,7 @@ class SweepTracker:
         self._failed_at: float | None = None
         self._warned = False
         self._error = ""
+        self._logged: set[int] = set()  # trial numbers this tracker has logged
 
     # ------------------------------------------------------------ public
     def __call__(self, study: Any, trial: Any) -> None:
@@ -209,8 +210,8 @@ class SweepTracker:
             if not self._attempt(study, backlog, self._log_missing, study, backlog):
                 self._report(study)
                 return
-        self._attempt(study, [], self._write_summary, study)
-        if self.not_logged:
+        summarized = self._attempt(study, [], self._write_summary, study)
+        if self.not_logged or not summarized:
             self._report(study)
 
     @property
@@ -253,12 +254,13 @@ class SweepTracker:
             self.seconds += time.perf_counter() - started
 
     def _missed(self, study: Any, numbers: Iterable[int]) -> None:
-        self.not_logged.extend(n for n in numbers if n not in self.not_logged)
+        self.not_logged.extend(n for n in numbers if n not in self.not_logged and n not in self._logged)
 
     def _report(self, study: Any) -> None:
-        print(f"descentkit: warning: MLflow: trial(s) {_numbers(sorted(self.not_logged))} of study "
-              f"{self._name(study)!r} not logged to {self._uri()} ({self._error}); the study itself is stored. "
-              f"Once the server is back: {self.relog_hint(study)}", file=sys.stderr)
+        what = (f"trial(s) {_numbers(sorted(self.not_logged))} of study {self._name(study)!r}" if self.not_logged
+                else f"the summary of study {self._name(study)!r}")
+        print(f"descentkit: warning: MLflow: {what} not logged to {self._uri()} ({self._error}); "
+              f"the study itself is stored. Once the server is back: {self.relog_hint(study)}", file=sys.stderr)
 
     def _uri(self) -> str:
         try:
@@ -345,6 +347,7 @@ class SweepTracker:
                 pass
             raise
         self.trials_logged += 1
+        self._logged.add(trial.number)
         self._log_progress(study, trial.number)
 
     def _log_progress(self, study: Any, step: int) -> None:
@@ -420,7 +423,8 @@ class SweepTracker:
                 if _number(value) is not None:
                     metrics.append(_mlflow.metric(f"best.{PARAM_METRIC_PREFIX}{name}", value, step, stamp))
         view = report.pathology_map(study)
-        tags.update(_mlflow.symptom_tags([], {s: "warning" for s in view["symptoms"]}))
+        # Not `descentkit.symptoms`: a filter on a trial's symptoms must not match the parent.
+        tags["descentkit.sweep_symptoms"] = ",".join(view["symptoms"])
         _mlflow.log_batch(client, run_id, metrics=[m for m in metrics if m is not None], tags=tags)
         client.log_dict(run_id, view, "pathology.json")
         client.log_text(run_id, report.pathology_text(view), "pathology.txt")

@@ -43,7 +43,7 @@ BAD = {
     ),
     "unimportable_module": (_with(dataset="no_such_pkg.data:load"), ["dataset.name", "cannot import module 'no_such_pkg.data'"]),
     "missing_function": (_with(model="json:no_such_fn"), ["model.name", "has no function 'no_such_fn'"]),
-    "unknown_builtin_dataset": (_with(dataset="mnist99"), ["dataset.name", "built-ins: digits"]),
+    "unknown_builtin_dataset": (_with(dataset="mnist99"), ["dataset.name", "built-ins: ", "digits"]),
     "unknown_optimizer_variant": (
         _with(search_space={"optimizer": {"type": "categorical", "choices": ["adam"]}}),
         ["optimizer", "choose from sgd, momentum, nesterov"],
@@ -52,6 +52,14 @@ BAD = {
     "unknown_symptom": (_with(prune_on=["nan_loss"]), ["prune_on", "unknown symptom 'nan_loss'"]),
     "missing_name": ({k: v for k, v in GOOD.items() if k != "name"}, ["name", "required field is missing"]),
     "not_a_mapping": (["just", "a", "list"], ["expected a mapping"]),
+    "misspelled_dataset_option": (
+        _with(dataset={"name": "digits", "options": {"validaton_fraction": 0.2}}),
+        ["dataset.options.validaton_fraction", "did you mean 'validation_fraction'"],
+    ),
+    "misspelled_model_option": (
+        _with(model={"name": "mlp", "options": {"unit": [8]}}),
+        ["model.options.unit", "did you mean 'units'"],
+    ),
 }
 
 
@@ -68,9 +76,8 @@ def test_bad_study_file_exits_2_with_one_line(case, cli, tmp_path):
     assert "Traceback" not in result.stderr
     for fragment in expected:
         assert fragment in lines[0]
-    # A config error must not pay for importing TensorFlow (about 4 s).
     assert "tensorflow" not in result.stderr.lower()
-    assert time.perf_counter() - start < 30
+    assert time.perf_counter() - start < 60
 
 
 def test_invalid_yaml_names_the_line(cli, tmp_path):

@@ -1,0 +1,133 @@
+"""Many workers on one study: simultaneous start, a worker killed mid-trial, nothing lost.
+
+Real components only: worker processes started as a user would (`descentkit
+sweep`), a real PostgreSQL server (conftest.py) and the embedded journal file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from descentkit.studies import builtin_study_path
+from descentkit.tuner.storage import open_storage
+
+
+@pytest.fixture
+def study_file(tmp_path: Path) -> Path:
+    """digits, cut to a few epochs with a safe learning-rate range: a trial lasts a few seconds."""
+    data = yaml.safe_load(builtin_study_path("digits").read_text())
+    data.update(name="workers", max_epochs=3, pruner="none", sampler="random")
+    data["search_space"]["learning_rate"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
+    data["search_space"]["batch_size"] = 64
+    path = tmp_path / "workers.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _start(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "DESCENTKIT_TRACKING": "false", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "descentkit.tuner.cli", "sweep", *args, "--quiet"],
+        cwd=tmp_path, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _load(storage: str, name: str = "workers") -> optuna.Study:
+    store, _ = open_storage(storage, name)
+    return optuna.load_study(study_name=name, storage=store)
+
+
+def _wait_for_running_trial(storage: str, timeout: float = 120) -> optuna.trial.FrozenTrial:
+    """A trial that is mid-way: running, with at least one epoch reported."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = _load(storage).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        except (KeyError, Exception):
+            running = []
+        for trial in running:
+            if trial.intermediate_values and "worker" in trial.user_attrs:
+                return trial
+        time.sleep(0.3)
+    raise AssertionError("no trial reached its first epoch in time")
+
+
+def _assert_budget_kept(study: optuna.Study, total: int, killed: optuna.trial.FrozenTrial | None = None) -> None:
+    trials = study.get_trials()
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)), "duplicate trial numbers"
+    states = [t.state for t in trials]
+    assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.WAITING not in states
+    finished = [t for t in trials if not (killed is not None and t.number == killed.number)]
+    assert len(finished) == total, f"expected exactly {total} finished trials besides the killed one, got {len(finished)}"
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in finished), [t.state for t in finished]
+    if killed is not None:
+        dead = study.trials[killed.number]
+        assert dead.state == optuna.trial.TrialState.FAIL
+        reruns = [t for t in finished if t.user_attrs.get("retry_of") == killed.number
+                  or t.system_attrs.get("failed_trial") == killed.number]
+        assert len(reruns) == 1, "the killed trial's parameters must be re-run exactly once"
+        assert reruns[0].params == killed.params
+
+
+def test_workers_started_at_once_on_an_empty_postgres_join_one_study(fresh_database, study_file, tmp_path):
+    workers = [_start(tmp_path, str(study_file), "--storage", fresh_database, "--total-trials", "4") for _ in range(3)]
+    for w in workers:
+        out, err = w.communicate(timeout=600)
+        assert w.returncode == 0, err
+        assert "descentkit@127.0.0.1" in out and "password" not in out.lower()
+    study = _load(fresh_database)
+    _assert_budget_kept(study, total=4)
+    assert optuna.get_all_study_names(open_storage(fresh_database, "workers")[0]) == ["workers"]
+
+
+def test_worker_killed_mid_trial_on_postgres_is_rerun(fresh_database, study_file, tmp_path):
+    env = {"DESCENTKIT_HEARTBEAT_S": "1"}  # stale after 3 s instead of 3 min
+    first = _start(tmp_path, str(study_file), "--storage", fresh_database, "--total-trials", "4", env=env)
+    killed = _wait_for_running_trial(fresh_database)
+    completed_before = {t.number: t.value for t in _load(fresh_database).get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+
+    second = _start(tmp_path, str(study_file), "--storage", fresh_database, "--total-trials", "4", env=env)
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err
+    study = _load(fresh_database)
+    _assert_budget_kept(study, total=4, killed=killed)
+    for number, value in completed_before.items():
+        assert study.trials[number].value == value, "a completed result was lost"
+
+
+def test_worker_killed_mid_trial_on_the_embedded_store_is_rerun(study_file, tmp_path):
+    journal = str(tmp_path / "descentkit_studies" / "workers.journal")
+    sweep = _start(tmp_path, str(study_file), "--workers", "2", "--trials", "4")
+    killed = _wait_for_running_trial(journal)
+    pid = int(killed.user_attrs["worker"].split(":")[1])
+    os.kill(pid, signal.SIGKILL)
+    out, err = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, err
+    study = _load(journal)
+    _assert_budget_kept(study, total=4, killed=killed)
+    assert "died" in study.trials[killed.number].user_attrs["orphaned"]
+
+
+def test_trial_left_running_by_a_dead_process_is_requeued_on_next_start(study_file, tmp_path):
+    journal = str(tmp_path / "descentkit_studies" / "workers.journal")
+    first = _start(tmp_path, str(study_file), "--trials", "2")
+    killed = _wait_for_running_trial(journal)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    again = _start(tmp_path, str(study_file), "--total-trials", "2")
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    assert f"re-queued trial(s) {killed.number}" in err
+    _assert_budget_kept(_load(journal), total=2, killed=killed)

@@ -1,0 +1,127 @@
+"""`MLflowLogger` on real fits: params, one batch of metrics per epoch, diagnosis tags and artifacts."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from descentkit.callbacks import TrainingMonitor
+from descentkit.callbacks.mlflow_logger import MLflowLogger
+
+EPOCHS = 3
+
+
+def _data(n=128, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype("float32")
+    y = (x[:, :1] - x[:, 1:2] > 0).astype("float32")
+    return x, y
+
+
+def _model(learning_rate=0.05):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8,)),
+        keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-4), name="hidden"),
+        keras.layers.Dropout(0.25),
+        keras.layers.Dense(1, activation="sigmoid", name="out"),
+    ])
+    schedule = keras.optimizers.schedules.ExponentialDecay(learning_rate, decay_steps=8, decay_rate=0.9)
+    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True),
+                  loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _only_run(client: MlflowClient, experiment: str):
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1
+    return runs[0]
+
+
+def _artifacts(client: MlflowClient, run_id: str) -> set[str]:
+    return {a.path for a in client.list_artifacts(run_id)}
+
+
+def test_logger_logs_params_epoch_metrics_and_artifacts(tracking_uri):
+    x, y = _data()
+    logger = MLflowLogger(tracking_uri=tracking_uri, experiment_name="fit")
+    model = _model()
+    model.fit(x, y, batch_size=16, epochs=EPOCHS, validation_split=0.25, callbacks=[logger], verbose=0)
+
+    client = MlflowClient(tracking_uri)
+    run = _only_run(client, "fit")
+    assert run.info.run_id == logger.run_id and run.info.status == "FINISHED", "a run it started, it ends"
+    params = run.data.params
+    assert params["optimizer"] == "nesterov" and float(params["momentum"]) == pytest.approx(0.9)
+    assert params["lr_schedule"] == "ExponentialDecay" and float(params["learning_rate"]) == pytest.approx(0.05)
+    assert params["lr_schedule.decay_rate"] == "0.9"
+    assert params["batch_size"] == "16" and params["epochs"] == str(EPOCHS) and params["steps_per_epoch"] == "6"
+    assert float(params["l2"]) == pytest.approx(1e-4) and float(params["dropout"]) == pytest.approx(0.25)
+    assert params["param_count"] == str(model.count_params())
+
+    for key in ("loss", "val_accuracy", "learning_rate", "grad_norm/median", "grad_norm/max", "grad_norm/hidden/median"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in history] == list(range(EPOCHS)), key
+    sampled = client.get_metric_history(run.info.run_id, "update_ratio/out/median")  # sampled every few steps
+    assert sampled and {m.step for m in sampled} <= set(range(EPOCHS))
+    rates = [m.value for m in client.get_metric_history(run.info.run_id, "learning_rate")]
+    assert rates[0] > rates[-1], "the learning rate in force follows the schedule"
+    assert run.data.tags["descentkit.symptoms"] == ",".join(sorted({f.symptom for f in logger.monitor.findings}))
+    assert {"findings.json", "diagnostics.png"} <= _artifacts(client, run.info.run_id)
+
+
+def test_diverging_run_is_tagged_with_its_symptom(tracking_uri):
+    x, y = _data()
+    x = x * 1e3  # unnormalized inputs and a huge rate: the loss blows up within the first epoch
+    logger = MLflowLogger(tracking_uri=tracking_uri, experiment_name="diverging")
+    model = _model(learning_rate=50.0)
+    history = model.fit(x, y, batch_size=16, epochs=EPOCHS, callbacks=[logger], verbose=0).history
+    assert len(history["loss"]) == EPOCHS, "the logger's own monitor watches, it never stops training"
+    assert not math.isfinite(history["loss"][-1])
+
+    client = MlflowClient(tracking_uri)
+    run = _only_run(client, "diverging")
+    assert run.data.tags["descentkit.symptom.divergence"] == "critical"
+    assert "divergence" in run.data.tags["descentkit.symptoms"].split(",")
+    found = client.search_runs([run.info.experiment_id], 'tags."descentkit.symptom.divergence" = "critical"')
+    assert [r.info.run_id for r in found] == [run.info.run_id]
+    findings = json.loads(open(client.download_artifacts(run.info.run_id, "findings.json")).read())
+    assert "divergence" in {f["symptom"] for f in findings}
+    assert "diagnostics.png" in _artifacts(client, run.info.run_id)
+
+
+def test_active_run_is_used_and_left_open(tracking_uri):
+    x, y = _data()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        experiment_id = MlflowClient(tracking_uri).create_experiment("active")
+        with mlflow.start_run(experiment_id=experiment_id) as active:
+            mlflow.log_param("learning_rate", "my own value")  # MLflow refuses to change a param
+            monitor = TrainingMonitor(verbose=0, stop_on=())
+            logger = MLflowLogger(monitor=monitor, log_figure=False)
+            _model().fit(x, y, batch_size=32, epochs=2, callbacks=[monitor, logger], verbose=0)
+            assert logger.run_id == active.info.run_id
+            assert mlflow.active_run().info.run_id == active.info.run_id, "the user's run stays open"
+            assert MlflowClient(tracking_uri).get_run(active.info.run_id).info.status == "RUNNING"
+    finally:
+        mlflow.set_tracking_uri(None)
+    client = MlflowClient(tracking_uri)
+    metrics = client.get_metric_history(active.info.run_id, "grad_norm/median")
+    assert [m.step for m in metrics] == [0, 1], "the given monitor's signals are logged"
+    params = client.get_run(active.info.run_id).data.params
+    assert params["learning_rate"] == "my own value" and params["optimizer"] == "nesterov"
+
+
+def test_unreachable_tracking_server_does_not_stop_training(dead_tracking_uri, capsys):
+    x, y = _data()
+    logger = MLflowLogger(tracking_uri=dead_tracking_uri)
+    history = _model().fit(x, y, batch_size=32, epochs=2, callbacks=[logger], verbose=0).history
+    assert len(history["loss"]) == 2
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "MLflow logging" in line]
+    assert len(warnings) == 1 and dead_tracking_uri in warnings[0] and "training goes on" in warnings[0]

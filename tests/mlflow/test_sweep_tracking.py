@@ -1,0 +1,216 @@
+"""A sweep in MLflow: one parent per study, a nested child per trial, filterable
+diagnosis tags, idempotent re-logging, and a tracking server that may be down."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from descentkit.tuner.tracking import SweepTracker, relog_command, relog_study
+
+
+def _runs(client: MlflowClient, study_name: str, filter_string: str = "", **kwargs):
+    experiment = client.get_experiment_by_name(study_name)
+    assert experiment is not None, f"no experiment {study_name!r}"
+    return client.search_runs([experiment.experiment_id], filter_string=filter_string, max_results=1000, **kwargs)
+
+
+def _finished(study):
+    return sorted(t.number for t in study.trials if t.state.is_finished())
+
+
+@pytest.fixture(scope="module")
+def logged_sweep(migrated_db, fake_sweep, tmp_path_factory):
+    """A 12-trial fake sweep logged by a SweepTracker to a fresh SQLite store: (study, tracker, uri)."""
+    root = tmp_path_factory.mktemp("logged-sweep")
+    shutil.copy(migrated_db, root / "mlflow.db")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)  # MLflow's default artifact root is ./mlruns
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        study = fake_sweep.make_study()
+        tracker = SweepTracker(tracking_uri=uri, storage="postgresql+psycopg2://bob:s3cret@db.example/optuna")
+        fake_sweep.run(study, 12, callbacks=[tracker])
+        tracker.finish(study)
+        yield study, tracker, uri
+
+
+def test_one_parent_and_one_nested_child_per_trial(logged_sweep):
+    study, tracker, tracking_uri = logged_sweep
+    client = MlflowClient(tracking_uri)
+
+    parents = _runs(client, "fake-sweep", "tags.`descentkit.role` = 'parent'")
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.data.tags["descentkit.study"] == "fake-sweep" and parent.info.status == "FINISHED"
+    children = _runs(client, "fake-sweep", "tags.`descentkit.role` = 'trial'")
+    assert sorted(int(r.data.tags["descentkit.trial"]) for r in children) == _finished(study)
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children)
+    assert {r.info.run_name for r in children} == {f"trial-{n}" for n in _finished(study)}
+
+    states = {t.number: t.state.name for t in study.trials}
+    assert set(states.values()) == {"COMPLETE", "PRUNED", "FAIL"}, "the fake sweep should show every outcome"
+    status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+    for run in children:
+        number = int(run.data.tags["descentkit.trial"])
+        trial = study.trials[number]
+        assert run.data.tags["descentkit.state"] == states[number]
+        assert run.info.status == status[states[number]]
+        assert run.data.params["learning_rate"] == str(trial.params["learning_rate"])
+        assert run.data.params["schedule"] == "constant", "fixed search-space values are params too"
+        assert math.isclose(run.data.metrics["param.learning_rate"], trial.params["learning_rate"])
+        if states[number] == "COMPLETE":
+            history = client.get_metric_history(run.info.run_id, "val_accuracy")
+            assert [m.step for m in history] == [0, 1, 2]
+            assert math.isclose(run.data.metrics["objective"], trial.value)
+        if states[number] == "FAIL":
+            assert run.data.tags["descentkit.error_type"] == "ValueError"
+
+    assert parent.data.params["objective_metric"] == "val_accuracy"
+    assert "s3cret" not in json.dumps({**parent.data.tags, **parent.data.params})
+    assert "bob:***@db.example" in parent.data.tags["descentkit.storage"]
+    best = max((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    parent = client.get_run(parent.info.run_id)
+    assert math.isclose(parent.data.metrics["best_value"], best.value)
+    assert parent.data.tags["descentkit.best_trial"] == str(best.number)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)} | {
+        a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"pathology.json", "pathology.txt", "summary.txt"} <= artifacts
+    assert {f"plots/{n}.png" for n in ("optimization_history", "intermediate_values", "param_importances",
+                                       "parallel_coordinates", "learning_rate_vs_objective", "pathology_map")} <= artifacts
+    assert tracker.not_logged == []
+
+
+def test_filters_find_diverged_trials_and_learning_rate_ranges(logged_sweep):
+    study, _, tracking_uri = logged_sweep
+    client = MlflowClient(tracking_uri)
+
+    diverged = _runs(client, "fake-sweep", 'tags."descentkit.symptom.divergence" = "critical"')
+    expected = {t.number for t in study.trials if t.user_attrs.get("prune_reason") == "divergence"}
+    assert expected, "the fake sweep should have diverging trials"
+    assert {int(r.data.tags["descentkit.trial"]) for r in diverged} == expected
+    assert all("divergence" in r.data.tags["descentkit.symptoms"].split(",") for r in diverged)
+    assert all(r.data.tags["descentkit.state"] == "PRUNED" for r in diverged), "the parent is no trial"
+    by_reason = _runs(client, "fake-sweep", 'tags."descentkit.prune_reason" = "divergence"')
+    assert {r.info.run_id for r in by_reason} == {r.info.run_id for r in diverged}
+    artifact = client.download_artifacts(diverged[0].info.run_id, "findings.json")
+    assert json.loads(open(artifact).read())[0]["symptom"] == "divergence"
+
+    fast = _runs(client, "fake-sweep", 'metrics."param.learning_rate" > 0.1')
+    assert {int(r.data.tags["descentkit.trial"]) for r in fast} == {
+        t.number for t in study.trials if t.state.is_finished() and t.params.get("learning_rate", 0) > 0.1}
+
+    best = _runs(client, "fake-sweep", 'tags."descentkit.state" = "COMPLETE" and metrics."param.learning_rate" > 0.01',
+                 order_by=["metrics.objective DESC"])[0]
+    complete = [t for t in study.trials if t.state.name == "COMPLETE" and t.params["learning_rate"] > 0.01]
+    assert int(best.data.tags["descentkit.trial"]) == max(complete, key=lambda t: t.value).number
+
+
+def test_relog_is_idempotent(tracking_uri, fake_sweep, no_study_plots):
+    study = fake_sweep.make_study()
+    fake_sweep.run(study, 6)
+    first = relog_study(study, tracking_uri)
+    assert first == _finished(study)
+    assert relog_study(study, tracking_uri) == [], "a second re-log must add nothing"
+    fake_sweep.run(study, 2)  # the study grows; a re-log adds only the new trials
+    assert relog_study(study, tracking_uri) == [6, 7]
+    client = MlflowClient(tracking_uri)
+    assert len(_runs(client, "fake-sweep", "tags.`descentkit.role` = 'parent'")) == 1
+    children = _runs(client, "fake-sweep", "tags.`descentkit.role` = 'trial'")
+    numbers = [int(r.data.tags["descentkit.trial"]) for r in children]
+    assert sorted(numbers) == _finished(study) and len(numbers) == len(set(numbers))
+
+
+def test_unreachable_server_costs_no_trial_and_relog_catches_up(tracking_uri, dead_tracking_uri, fake_sweep,
+                                                                 tmp_path, capsys, no_study_plots):
+    dead = dead_tracking_uri
+    storage = str(tmp_path / "fake-sweep.journal")
+    study = fake_sweep.make_study(storage=_journal(storage))
+    tracker = SweepTracker(tracking_uri=dead, storage=storage)
+    started = time.monotonic()
+    fake_sweep.run(study, 5, callbacks=[tracker])
+    tracker.finish(study)
+    elapsed = time.monotonic() - started
+
+    assert len(study.trials) == 5 and all(t.state.is_finished() for t in study.trials)
+    assert tracker.not_logged == _finished(study)
+    err = capsys.readouterr().err
+    last = [line for line in err.splitlines() if "not logged" in line][-1]
+    assert f"trial(s) {', '.join(map(str, _finished(study)))} of study 'fake-sweep' not logged" in last
+    assert f"descentkit mlflow-relog fake-sweep --storage {storage} --tracking-uri {dead}" in last
+    assert elapsed < 20, f"a dead server stalled the sweep for {elapsed:.0f} s"
+
+    # The server is back (here: another tracking URI): the command logs every trial once.
+    assert relog_command("fake-sweep", storage, tracking_uri) == _finished(study)
+    assert relog_command("fake-sweep", storage, tracking_uri) == []
+
+
+def _journal(path: str):
+    import optuna
+
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+
+
+def test_sweep_logged_to_a_real_mlflow_server(mlflow_server, fake_sweep, monkeypatch, tmp_path):
+    from descentkit.tuner import report
+
+    monkeypatch.chdir(tmp_path)
+    # One plot is enough to prove artifacts reach the server's store (all six are checked on SQLite).
+    monkeypatch.setattr(report, "STUDY_PLOTS", {"pathology_map": report.plot_pathology_map})
+    study = fake_sweep.make_study("server-sweep")
+    tracker = SweepTracker(tracking_uri=mlflow_server)
+    fake_sweep.run(study, 6, callbacks=[tracker])
+    tracker.finish(study)
+    assert tracker.not_logged == []
+    client = MlflowClient(mlflow_server)
+    children = _runs(client, "server-sweep", "tags.`descentkit.role` = 'trial'")
+    assert sorted(int(r.data.tags["descentkit.trial"]) for r in children) == _finished(study)
+    diverged = _runs(client, "server-sweep", 'tags."descentkit.symptom.divergence" = "critical"')
+    for run in diverged:  # NaN losses survive the REST round trip
+        losses = [m.value for m in client.get_metric_history(run.info.run_id, "loss")]
+        assert math.isnan(losses[-1])
+    parent = _runs(client, "server-sweep", "tags.`descentkit.role` = 'parent'")[0]
+    assert "plots" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert relog_study(study, mlflow_server) == []
+
+
+@pytest.mark.slow
+def test_real_sweep_trials_relog_with_their_history(tracking_uri, tmp_path, no_study_plots):
+    import numpy as np
+
+    from descentkit.tuner import StudyConfig, run_sweep
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(160, 8)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int64")
+
+    def build(params):
+        import keras
+
+        return keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, activation="relu"),
+                                 keras.layers.Dense(1, activation="sigmoid")])
+
+    config = StudyConfig(name="real-sweep", max_epochs=1, trials=2, pruner="none",
+                         objective={"metric": "val_accuracy", "direction": "maximize"},
+                         search_space={"learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
+                                       "batch_size": 32})
+    result = run_sweep(config, data=(x[:120], y[:120], x[120:], y[120:]), build_model=build, trials=2,
+                       storage=str(tmp_path / "real.journal"), progress=False, tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri)
+    assert len(_runs(client, "real-sweep", "tags.`descentkit.role` = 'trial'")) == 2, "the sweep logs as it goes"
+    # The MLflow side was lost (say, a server restored from an old backup): relog brings it back.
+    for run in _runs(client, "real-sweep", "tags.`descentkit.role` = 'trial'"):
+        client.delete_run(run.info.run_id)
+    assert relog_study(result.study, tracking_uri) == [0, 1]
+    assert relog_study(result.study, tracking_uri) == [], "relogging twice adds nothing"
+    children = _runs(client, "real-sweep", "tags.`descentkit.role` = 'trial'")
+    assert len(children) == 2
+    for run in children:
+        assert run.data.params["batch_size"] == "32"
+        assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 1
+        assert run.data.metrics["epochs_trained"] == 1

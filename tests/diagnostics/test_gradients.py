@@ -27,7 +27,8 @@ def test_exploding_gradients_reported_when_norms_grow_and_loss_worsens(synth, rn
     assert len(findings) == 1
     (f,) = findings
     assert f.symptom == EXPLODING_GRADIENTS
-    assert f.epoch >= 4 and f.step == (f.epoch + 1) * STEPS
+    # dated at the step the smoothed norm crossed 100x, inside its epoch (no need to wait for the epoch end)
+    assert f.epoch >= 4 and f.epoch * STEPS < f.step <= (f.epoch + 1) * STEPS
     assert f.evidence["growth"] > 100
     assert "clipnorm=1.0" in f.advice and "0.1" in f.advice
 

@@ -83,9 +83,15 @@ class DiagnosisCallback(keras.callbacks.Callback):
         activation_freq: int = 1,
         preflight: bool = False,
         preflight_data: Any = None,
+        stop_severity: str = "warning",
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        if stop_severity not in STOPPING_SEVERITIES:
+            raise ValueError(
+                f"{name} received stop_severity={stop_severity!r}; pass one of {', '.join(map(repr, STOPPING_SEVERITIES))}."
+            )
+        self.stop_severities = STOPPING_SEVERITIES[STOPPING_SEVERITIES.index(stop_severity):]
         self.watched = tuple(watched)
         self.stop_on = _as_symptoms(stop_on)
         for symptom in self.stop_on:
@@ -248,7 +254,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
             self.findings.append(finding)
             if self.verbose == 2 or (self.verbose == 1 and finding.severity != "info"):
                 print(self._describe(finding, epoch), flush=True)
-            if self.stopped_by is None and finding.symptom in self.stop_on and finding.severity in STOPPING_SEVERITIES:
+            if self.stopped_by is None and finding.symptom in self.stop_on and finding.severity in self.stop_severities:
                 self.stopped_by = finding
                 if self.model is not None:
                     self.model.stop_training = True

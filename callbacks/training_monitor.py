@@ -42,6 +42,8 @@ class TrainingMonitor(DiagnosisCallback):
             `||w_after - w_before|| / ||w_before||` every this many optimizer
             steps (default 8; NaN on the other steps; 0 never). Sampling keeps the
             cost of copying the weights off most steps.
+        stop_severity: the least severity of a `stop_on` finding that stops
+            training: "warning" (default) or "critical" (only confident ones).
 
     Attributes:
         findings: the `Finding`s seen so far, in the order found.
@@ -72,6 +74,7 @@ class TrainingMonitor(DiagnosisCallback):
         preflight: bool = True,
         preflight_data: Any = None,
         update_ratio_every: int = UPDATE_RATIO_EVERY,
+        stop_severity: str = "warning",
     ) -> None:
         super().__init__(
             watched=SYMPTOMS,
@@ -85,4 +88,5 @@ class TrainingMonitor(DiagnosisCallback):
             activation_freq=activation_freq,
             preflight=preflight,
             preflight_data=preflight_data,
+            stop_severity=stop_severity,
         )

@@ -81,6 +81,9 @@ def sweep(study: str, trials: int | None, total_trials: int | None, timeout: flo
     except ConfigError as exc:
         _fail(str(exc))
     _quiet_tensorflow()
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Updating database tables" is not news
     from descentkit.tuner.sweep import run_sweep
 
     try:

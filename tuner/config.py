@@ -179,6 +179,9 @@ class StudyConfig(_Strict):
     sampler: SamplerSpec = SamplerSpec()
     pruner: PrunerSpec = PrunerSpec()
     prune_on: list[str] = Field(default_factory=lambda: list(DEFAULT_PRUNE_ON))
+    # Only confident findings end a trial: a warning (say, half the ReLUs of a layer
+    # dead after one epoch) often recovers; a critical finding is judged hopeless.
+    prune_severity: Literal["warning", "critical"] = "critical"
 
     _shorthands = field_validator("dataset", "model", "sampler", "pruner", mode="before")(
         classmethod(lambda cls, v: _shorthand(v))

@@ -138,3 +138,12 @@ def test_overfitting_monitor_flags_a_memorizing_net():
     assert [f.symptom for f in monitor.findings] == ["overfitting"]
     assert monitor.stopped_by is monitor.findings[0]
     assert monitor.record.n_epochs < 150
+
+
+def test_stop_severity_is_validated_with_the_choices_named():
+    import pytest
+
+    from descentkit.callbacks import TrainingMonitor
+
+    with pytest.raises(ValueError, match="stop_severity='fatal'.*'warning', 'critical'"):
+        TrainingMonitor(stop_severity="fatal")

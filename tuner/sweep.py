@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from descentkit.studies import Dataset
-from descentkit.tuner.budget import StopAtBudget, finished_trials, has_waiting, is_counted, may_still_need_rerun, recover
+from descentkit.tuner.budget import (
+    BudgetLock,
+    counted_trials,
+    finished_trials,
+    has_waiting,
+    is_counted,
+    may_still_need_rerun,
+    recover,
+)
 from descentkit.tuner.config import ConfigError, StudyConfig, load_study
 from descentkit.tuner.objective import (
     Objective,
@@ -24,6 +32,7 @@ from descentkit.tuner.objective import (
     as_dataset,
     build_model as build_study_model,
     check_model_output,
+    custom_gradient_names,
     free_keras_memory,
     load_dataset,
     logged_metrics,
@@ -96,6 +105,7 @@ def check_before_trials(config: StudyConfig, data: Dataset, builder: Callable[..
             f"choose one of {', '.join(logged_metrics(data))}"
         )
     params = representative_params(config.search_space)
+    kept = custom_gradient_names()
     try:
         model = build_study_model(config, params, data, builder)
     except OptionError as exc:
@@ -109,7 +119,7 @@ def check_before_trials(config: StudyConfig, data: Dataset, builder: Callable[..
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from None
     finally:
-        free_keras_memory()
+        free_keras_memory(keep_gradients=kept)
     findings = preflight_checks(
         data.x_train, data.y_train,
         output_activation=data.output_activation, loss=data.loss, output_units=data.output_units,
@@ -217,25 +227,42 @@ def limit_threads(threads: int) -> None:
         pass
 
 
-def _optimize(study: Any, objective: Objective, target: int | None, timeout: float | None, callbacks: list[Any]) -> None:
+def _optimize(study: Any, objective: Objective, target: int | None, timeout: float | None, callbacks: list[Any],
+              lock: BudgetLock | None = None) -> None:
     """Run trials until the budget is spent, then drain: re-run the trials of workers
-    that died, waiting while any running trial might still turn out orphaned."""
+    that died, waiting while any running trial might still turn out orphaned.
+
+    Each trial starts under the study's `BudgetLock`, released as soon as the trial
+    exists in the storage, so workers finishing at the same moment cannot both take
+    the last trial of the budget.
+    """
     # A failed trial is logged by Optuna at WARNING with its traceback; keep it to one line.
     logging.getLogger("optuna").setLevel(logging.ERROR)
     deadline = None if timeout is None else time.monotonic() + timeout
     if target is None:  # a timeout alone
         study.optimize(objective, timeout=timeout, catch=(Exception,), callbacks=callbacks)
         return
-    stop = StopAtBudget(target)
+    lock = lock if lock is not None else BudgetLock(None, study.study_name)
+
+    def counted_then_run(trial: Any) -> float:
+        lock.release()  # the trial is stored and counted: the next worker may check
+        return objective(trial)
+
     while deadline is None or time.monotonic() < deadline:
-        recover(study)
-        if not stop.spent(study) or has_waiting(study):
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            study.optimize(objective, timeout=remaining, catch=(Exception,), callbacks=[*callbacks, stop])
-        elif may_still_need_rerun(study):
-            time.sleep(1.0)
-        else:
+        with lock:
+            recover(study)
+            if counted_trials(study) < target or has_waiting(study):
+                study.optimize(counted_then_run, n_trials=1, catch=(Exception,), callbacks=callbacks)
+                continue
+        if not may_still_need_rerun(study):
             return
+        time.sleep(1.0)
+
+
+def _lock_location(storage: str | None, location: str) -> str:
+    """What `BudgetLock` needs: the full URL for a server (its printed location has the
+    password hidden), the file's path for an embedded store."""
+    return storage if storage is not None and "://" in storage else location
 
 
 def _worker_main(config_json: dict, name: str, storage: str | None, target: int | None,
@@ -244,9 +271,9 @@ def _worker_main(config_json: dict, name: str, storage: str | None, target: int 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     limit_threads(threads)
     config = StudyConfig.model_validate(config_json)
-    study, _ = open_study(config, name, storage, worker_index=index)
+    study, location = open_study(config, name, storage, worker_index=index)
     objective = Objective(config, load_dataset(config))
-    _optimize(study, objective, target, timeout, callbacks=[])
+    _optimize(study, objective, target, timeout, callbacks=[], lock=BudgetLock(_lock_location(storage, location), name))
 
 
 def _run_workers(config: StudyConfig, name: str, storage: str | None, target: int | None,
@@ -365,7 +392,8 @@ def run_sweep(
             _run_workers(config, name, storage, target, timeout, workers, optuna_study, bar, tracker)
         else:
             objective = Objective(config, dataset, builder=build_model, callbacks=callbacks)
-            _optimize(optuna_study, objective, target, timeout, callbacks=[bar, *([tracker] if tracker else [])])
+            _optimize(optuna_study, objective, target, timeout, callbacks=[bar, *([tracker] if tracker else [])],
+                      lock=BudgetLock(_lock_location(storage, location), name))
     finally:
         bar.close()
     if tracker is not None:

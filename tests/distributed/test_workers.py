@@ -23,11 +23,16 @@ from descentkit.tuner.storage import open_storage
 
 @pytest.fixture
 def study_file(tmp_path: Path) -> Path:
-    """digits, cut to a few epochs with a safe learning-rate range: a trial lasts a few seconds."""
+    """digits with a safe learning-rate range, nothing that prunes: every trial completes.
+
+    A trial lasts several seconds (12 epochs at batch 16), so a poll sees it
+    running mid-way on a slow machine too: with 3 short epochs a loaded CI machine
+    finished all four trials between two polls.
+    """
     data = yaml.safe_load(builtin_study_path("digits").read_text())
-    data.update(name="workers", max_epochs=3, pruner="none", sampler="random")
+    data.update(name="workers", max_epochs=12, pruner="none", sampler="random", prune_on=["divergence"])
     data["search_space"]["learning_rate"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
-    data["search_space"]["batch_size"] = 64
+    data["search_space"]["batch_size"] = 16
     path = tmp_path / "workers.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -49,10 +54,12 @@ def _load(storage: str, name: str = "workers") -> optuna.Study:
 def _wait_for_running_trial(storage: str, timeout: float = 120) -> optuna.trial.FrozenTrial:
     """A trial that is mid-way: running, with at least one epoch reported."""
     deadline = time.monotonic() + timeout
+    study = None
     while time.monotonic() < deadline:
-        try:
-            running = _load(storage).get_trials(states=(optuna.trial.TrialState.RUNNING,))
-        except (KeyError, Exception):
+        try:  # one storage for every poll: each new one costs a connection and a schema check
+            study = study or _load(storage)
+            running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        except Exception:  # no study yet, or the worker is creating the tables this moment
             running = []
         for trial in running:
             if trial.intermediate_values and "worker" in trial.user_attrs:
@@ -131,3 +138,29 @@ def test_trial_left_running_by_a_dead_process_is_requeued_on_next_start(study_fi
     assert again.returncode == 0, err
     assert f"re-queued trial(s) {killed.number}" in err
     _assert_budget_kept(_load(journal), total=2, killed=killed)
+
+
+@pytest.mark.parametrize("kind", ["journal", "postgres"])
+def test_budget_lock_excludes_a_second_worker_until_released(kind, tmp_path, request):
+    """The lock that keeps workers finishing at once from both taking the last trial."""
+    import threading
+
+    from descentkit.tuner.budget import BudgetLock
+
+    storage = str(tmp_path / "s.journal") if kind == "journal" else request.getfixturevalue("fresh_database")
+    first, second = BudgetLock(storage, "workers"), BudgetLock(storage, "workers")
+    other_study = BudgetLock(storage, "another-study")
+    first.acquire()
+    got = threading.Event()
+    waiter = threading.Thread(target=lambda: (second.acquire(), got.set()))
+    waiter.start()
+    try:
+        assert not got.wait(1.0), "a second worker took the lock while the first held it"
+        with other_study:  # another study's workers are not held up
+            pass
+        first.release()
+        assert got.wait(30), "the lock was not handed on after release"
+    finally:
+        first.release()
+        waiter.join(30)
+        second.release()

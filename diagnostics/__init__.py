@@ -34,6 +34,7 @@ from descentkit.diagnostics._finding import (
     summarize,
 )
 from descentkit.diagnostics._gradients import ExplodingGradientsDetector, VanishingGradientsDetector
+from descentkit.diagnostics._lr_range import LRRange, analyze_lr_range, exponential_rates, plot_lr_range
 from descentkit.diagnostics._loss_dynamics import OscillatingLossDetector, StalledTrainingDetector
 from descentkit.diagnostics._overfitting import OverfittingDetector
 from descentkit.diagnostics._preflight import preflight_checks
@@ -61,15 +62,19 @@ __all__ = [
     "DivergenceDetector",
     "ExplodingGradientsDetector",
     "Finding",
+    "LRRange",
     "OscillatingLossDetector",
     "OverfittingDetector",
     "SaturatedActivationsDetector",
     "StalledTrainingDetector",
     "TrainingRecord",
     "VanishingGradientsDetector",
+    "analyze_lr_range",
     "diagnose",
     "diagnose_history",
     "episode_key",
+    "exponential_rates",
+    "plot_lr_range",
     "preflight_checks",
     "summarize",
 ]

@@ -185,6 +185,50 @@ def report(study: str, storage: str | None, study_name: str | None, output: Path
     click.echo(f"Report: {write_report(stored, output or Path(f'{name}-report.html'))}")
 
 
+@main.command("lr-find")
+@click.argument("study")
+@click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True, help="First learning rate of the test.")
+@click.option("--max-lr", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Last learning rate of the test.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (default: the study's first choice).")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="PNG of loss against learning rate (default: ./STUDY-lr-find.png).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result, curve included, as JSON.")
+def lr_find(study: str, min_lr: float, max_lr: float, batch_size: int | None, plot: Path | None, as_json: bool) -> None:
+    """Learning-rate range test of STUDY's model: where the loss falls fastest, where it diverges.
+
+    About one epoch of training with the learning rate growing exponentially from
+    --min-lr to --max-lr (Smith 2017). `learning_rate: auto` in a study file runs
+    the same test before a sweep and searches the range it prints.
+    """
+    try:
+        config = load_study(study)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if min_lr >= max_lr:
+        _fail(f"--min-lr ({min_lr:g}) must be below --max-lr ({max_lr:g})")
+    _quiet_tensorflow()
+    from descentkit.diagnostics import plot_lr_range
+    from descentkit.tuner.lr_find import lr_range_test
+    from descentkit.tuner.objective import OptionError, load_dataset
+
+    try:
+        data = load_dataset(config)
+    except OptionError as exc:
+        _fail(str(exc))
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        _fail(f"dataset: {exc}")
+    try:
+        result = lr_range_test(config, data, min_lr=min_lr, max_lr=max_lr, batch_size=batch_size)
+    except ValueError as exc:  # the loss was non-finite from the start: the message says what to change
+        _fail(str(exc))
+    path = plot or Path(f"{config.name}-lr-find.png")
+    plot_lr_range(result, title=f"{config.name}: learning-rate range test").savefig(path, dpi=100)
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "plot": str(path)}, indent=2))
+    else:
+        click.echo(result.to_text())
+        click.echo(f"Plot: {path}")
+
+
 @main.command()
 def studies() -> None:
     """List the built-in studies."""

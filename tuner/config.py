@@ -205,6 +205,12 @@ class StudyConfig(_Strict):
             for v in values:
                 if v not in allowed:
                     raise ValueError(f"{key}: unknown choice {v!r}; choose from {', '.join(allowed)}")
+        rate = space.get("learning_rate")
+        if isinstance(rate, str) and rate != "auto":
+            raise ValueError(
+                f"learning_rate: {rate!r} is not a rate; write a number, a distribution, "
+                "or auto (set the range from a learning-rate range test)"
+            )
         for key in ("learning_rate", "batch_size"):
             spec = space.get(key)
             low = spec.low if isinstance(spec, (FloatParam, IntParam)) else None

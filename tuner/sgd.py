@@ -41,8 +41,11 @@ def learning_rate_schedule(params: Mapping[str, Any], steps_per_epoch: int, epoc
     raise ValueError(f"unknown schedule {schedule!r}; choose constant, cosine, exponential or step")
 
 
-def build_optimizer(params: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> Any:
-    """A `keras.optimizers.SGD` for the sampled variant, rate, momentum and schedule."""
+def build_optimizer(params: Mapping[str, Any], steps_per_epoch: int, epochs: int, learning_rate: Any = None) -> Any:
+    """A `keras.optimizers.SGD` for the sampled variant, rate, momentum and schedule.
+
+    `learning_rate` (a float or a Keras schedule) replaces the sampled rate and schedule.
+    """
     import keras
 
     variant = params.get("optimizer", "momentum" if "momentum" in params else "sgd")
@@ -51,7 +54,7 @@ def build_optimizer(params: Mapping[str, Any], steps_per_epoch: int, epochs: int
     momentum = 0.0 if variant == "sgd" else float(params.get("momentum", DEFAULT_MOMENTUM))
     clipnorm = params.get("clipnorm")
     return keras.optimizers.SGD(
-        learning_rate=learning_rate_schedule(params, steps_per_epoch, epochs),
+        learning_rate=learning_rate if learning_rate is not None else learning_rate_schedule(params, steps_per_epoch, epochs),
         momentum=momentum,
         nesterov=variant == "nesterov",
         clipnorm=None if clipnorm is None else float(clipnorm),

@@ -38,6 +38,7 @@ from descentkit.tuner.objective import (
     logged_metrics,
     representative_params,
 )
+from descentkit.tuner.lr_find import LR_RANGE_ATTR, resolve_auto_learning_rate, wants_auto_learning_rate
 from descentkit.tuner.results import StudySummary, summarize_study
 from descentkit.tuner.storage import open_storage
 
@@ -309,6 +310,17 @@ def _run_workers(config: StudyConfig, name: str, storage: str | None, target: in
             process.join()
 
 
+def _stored_lr_range(storage: str | None, name: str) -> dict[str, Any] | None:
+    """The range a `learning_rate: auto` study found before, if the study exists."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=name, storage=open_storage(storage, name)[0])
+    except Exception:  # no such study yet (or a server store being created this moment): test afresh
+        return None
+    return study.user_attrs.get(LR_RANGE_ATTR)
+
+
 def run_sweep(
     study: StudyConfig | str | Path,
     *,
@@ -367,9 +379,13 @@ def run_sweep(
         raise ConfigError(str(exc)) from None
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise ConfigError(f"dataset: {exc}") from None
+    stored_range = _stored_lr_range(storage, name) if wants_auto_learning_rate(config) else None
+    config, lr_range = resolve_auto_learning_rate(config, dataset, build_model, stored_range)
     check_before_trials(config, dataset, build_model)
 
     optuna_study, location = open_study(config, name, storage)
+    if lr_range is not None and LR_RANGE_ATTR not in optuna_study.user_attrs:
+        optuna_study.set_user_attr(LR_RANGE_ATTR, lr_range)
     recovered = recover(optuna_study)
     if recovered:
         print(f"descentkit: re-queued trial(s) {', '.join(map(str, recovered))} left running by a worker that died",

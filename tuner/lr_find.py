@@ -1,0 +1,126 @@
+"""The learning-rate range test of a study, and `learning_rate: auto` in study files.
+
+`lr_range_test` trains the study's model (its representative parameters: the
+first choice of each categorical, the middle of each range) with the study's
+SGD variant and batch size for about one epoch (at least `min_steps` steps),
+the learning rate growing exponentially each step from `min_lr` to `max_lr`.
+`TrainingMonitor` records every step's loss inside the compiled step and stops
+the run within a few steps of divergence; `descentkit.diagnostics.analyze_lr_range`
+reads the curve.
+
+A study file that says `learning_rate: auto` gets its searched range from this
+test before the first trial. The range is stored on the study, so a resumed sweep
+(and every worker that joins later) searches the same range.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from descentkit.studies import Dataset
+from descentkit.tuner.config import FloatParam, StudyConfig
+from descentkit.tuner.objective import (
+    DEFAULT_BATCH_SIZE,
+    build_model,
+    custom_gradient_names,
+    free_keras_memory,
+    load_dataset,
+    representative_params,
+)
+from descentkit.tuner.sgd import build_optimizer
+
+AUTO = "auto"
+LR_RANGE_ATTR = "learning_rate_range"
+DEFAULT_MIN_LR = 1e-6
+DEFAULT_MAX_LR = 10.0
+# One epoch of a small data set is a few dozen steps: too few points to read a
+# slope from, so the test runs at least this many steps (more epochs if needed).
+DEFAULT_MIN_STEPS = 100
+
+
+def wants_auto_learning_rate(config: StudyConfig) -> bool:
+    return config.search_space.get("learning_rate") == AUTO
+
+
+def lr_range_test(
+    config: StudyConfig,
+    data: Dataset | None = None,
+    builder: Callable[..., Any] | None = None,
+    *,
+    min_lr: float = DEFAULT_MIN_LR,
+    max_lr: float = DEFAULT_MAX_LR,
+    min_steps: int = DEFAULT_MIN_STEPS,
+    batch_size: int | None = None,
+) -> Any:
+    """Smith's learning-rate range test on the study's model, SGD variant and batch size.
+
+    Returns a `descentkit.diagnostics.LRRange`: the band where the loss falls
+    fastest, the rate where it diverges, and the range to search.
+    """
+    import keras
+
+    from descentkit.callbacks import TrainingMonitor
+    from descentkit.diagnostics import analyze_lr_range, exponential_rates
+
+    exponential_rates(min_lr, max_lr, 2)  # validates the range before any work
+    data = data if data is not None else load_dataset(config)
+    space = {k: v for k, v in config.search_space.items() if not (k == "learning_rate" and v == AUTO)}
+    params: dict[str, Any] = representative_params(space)
+    params.update(learning_rate=min_lr, schedule="constant")
+    params.pop("clipnorm", None)  # the test must see where the raw rate diverges
+    batch = int(batch_size or params.get("batch_size", DEFAULT_BATCH_SIZE))
+    params["batch_size"] = batch
+    steps_per_epoch = math.ceil(len(data.x_train) / batch)
+    epochs = max(1, math.ceil(min_steps / steps_per_epoch))
+    total = epochs * steps_per_epoch
+    growth = (max_lr / min_lr) ** (1.0 / max(1, total - 1))
+    kept = custom_gradient_names()
+    try:
+        if config.seed is not None:
+            keras.utils.set_random_seed(config.seed)
+        model = build_model(config, params, data, builder)
+        schedule = keras.optimizers.schedules.ExponentialDecay(min_lr, decay_steps=1, decay_rate=growth)
+        model.compile(optimizer=build_optimizer(params, steps_per_epoch, epochs, learning_rate=schedule),
+                      loss=data.loss, metrics=data.metrics)
+        monitor = TrainingMonitor(stop_on=("divergence",), verbose=0, preflight=False, update_ratio_every=0)
+        model.fit(data.x_train, data.y_train, batch_size=batch, epochs=epochs, callbacks=[monitor], verbose=0,
+                  shuffle=True)
+        steps = np.asarray(monitor.record.steps, dtype=np.float64)
+        losses = np.asarray(monitor.record.step_loss, dtype=np.float64)
+    finally:
+        free_keras_memory(keep_gradients=kept)
+    rates = min_lr * growth ** (steps - steps[0]) if len(steps) else steps
+    return analyze_lr_range(rates, losses)
+
+
+def with_learning_rate_range(config: StudyConfig, low: float, high: float) -> StudyConfig:
+    """The study with `learning_rate` searched log-uniformly in [low, high]."""
+    space = dict(config.search_space)
+    space["learning_rate"] = FloatParam(type="float", low=float(low), high=float(high), log=True)
+    return config.model_copy(update={"search_space": space})
+
+
+def resolve_auto_learning_rate(
+    config: StudyConfig,
+    data: Dataset,
+    builder: Callable[..., Any] | None,
+    stored: Mapping[str, Any] | None,
+) -> tuple[StudyConfig, dict[str, Any] | None]:
+    """Replace `learning_rate: auto` by a range: the one stored on the study, else a fresh test.
+
+    Returns the study and the range to store (None when nothing was `auto`).
+    """
+    if not wants_auto_learning_rate(config):
+        return config, None
+    if stored is None:
+        print("descentkit: learning_rate: auto: running the learning-rate range test ...", file=sys.stderr, flush=True)
+        result = lr_range_test(config, data, builder)
+        stored = {"low": result.search[0], "high": result.search[1], "steepest": result.steepest,
+                  "diverged_at": result.diverged_at}
+        print(f"descentkit: {result.to_text()}".replace("\n", "\ndescentkit: "), file=sys.stderr, flush=True)
+    return with_learning_rate_range(config, stored["low"], stored["high"]), dict(stored)

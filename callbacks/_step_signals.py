@@ -295,12 +295,16 @@ class StepSignalRecorder:
         self._last_step = int(new[-1, _STEP])
 
         losses = np.full(len(new), np.nan)
-        for i, (total, count) in enumerate(new[:, [_LOSS_TOTAL, _LOSS_COUNT]]):
-            if count > self._loss_count:
-                losses[i] = (total - self._loss_total) / (count - self._loss_count)
-            elif count > 0:  # the tracker was reset since the last row we saw
-                losses[i] = total / count
-            self._loss_total, self._loss_count = total, count
+        # Once the loss overflows, the running total is inf and inf - inf is NaN: the
+        # step loss is non-finite, as it should be, and not worth a RuntimeWarning in
+        # the user's console.
+        with np.errstate(invalid="ignore", over="ignore"):
+            for i, (total, count) in enumerate(new[:, [_LOSS_TOTAL, _LOSS_COUNT]]):
+                if count > self._loss_count:
+                    losses[i] = (total - self._loss_total) / (count - self._loss_count)
+                elif count > 0:  # the tracker was reset since the last row we saw
+                    losses[i] = total / count
+                self._loss_total, self._loss_count = total, count
         n_layers = len(self.layer_names or [])
         layer_norms = new[:, _FIXED_COLUMNS : _FIXED_COLUMNS + n_layers]
         ratios = new[:, _FIXED_COLUMNS + n_layers : _FIXED_COLUMNS + 2 * n_layers]

@@ -81,9 +81,9 @@ def sweep(study: str, trials: int | None, total_trials: int | None, timeout: flo
     except ConfigError as exc:
         _fail(str(exc))
     _quiet_tensorflow()
-    import logging
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Updating database tables" is not news
+    # MLflow sets its own logger to INFO when imported: "Updating database tables" is
+    # not news to a user who asked for a sweep. Their own MLFLOW_LOGGING_LEVEL wins.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     from descentkit.tuner.sweep import run_sweep
 
     try:

@@ -78,7 +78,16 @@ class LRRange:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        """JSON-ready: the losses after divergence (NaN, inf) become None (null)."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, (tuple, list)):
+                return [plain(v) for v in value]
+            if isinstance(value, float) and not np.isfinite(value):
+                return None
+            return value
+
+        return {k: plain(v) for k, v in asdict(self).items()}
 
 
 def exponential_rates(min_lr: float, max_lr: float, steps: int) -> np.ndarray:
@@ -130,11 +139,13 @@ def analyze_lr_range(learning_rates: Sequence[float], losses: Sequence[float]) -
     bad = ~np.isfinite(values)
     end = int(np.argmax(bad)) if bad.any() else len(values)
     diverged = end if bad.any() else None
-    if end < 10:
+    if end < 10 and bad.any():
         raise ValueError(
             f"the loss was non-finite after {end} step(s) of the range test: lower min_lr "
             f"(the first rate was {rates[0]:.3g}) or check the data for NaN"
         )
+    if end < 10:
+        raise ValueError(f"the range test recorded {end} step(s); it needs at least 10 (more data or a smaller batch)")
     smooth = _smooth(values[:end])
     best = np.minimum.accumulate(smooth)
     start_loss = float(np.median(smooth[: max(1, int(WARMUP_FRACTION * end))]))

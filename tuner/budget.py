@@ -170,14 +170,22 @@ class BudgetLock:
         if storage is None:  # unlocked: one worker on a store nobody else sees
             pass
         elif storage.startswith("sqlite:"):
-            path = storage.split(":///", 1)[-1]
-            self._path = None if path in ("", ":memory:") else f"{path}.budget-{self._key:08x}.lock"
+            path = storage.split(":///", 1)[1] if ":///" in storage else ""
+            if path not in ("", ":memory:"):  # in memory: one process, nothing to share
+                self._path = self._lock_file(path)
         elif storage.startswith(("postgresql:", "postgresql+")):
             import sqlalchemy
 
-            self._engine = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool)
+            # AUTOCOMMIT: no transaction left idle while the lock is held, so a server's
+            # idle_in_transaction_session_timeout cannot cut the session mid-trial.
+            self._engine = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool,
+                                                    isolation_level="AUTOCOMMIT")
         elif "://" not in storage:  # a journal file's path (storage.open_storage's location)
-            self._path = f"{storage}.budget-{self._key:08x}.lock"
+            self._path = self._lock_file(storage)
+
+    def _lock_file(self, path: str) -> str:
+        # realpath: the same file named relatively in one shell and absolutely in another
+        return f"{os.path.realpath(path)}.budget-{self._key:08x}.lock"
 
     def acquire(self) -> None:
         if self._held is not None:
@@ -207,6 +215,8 @@ class BudgetLock:
 
             try:
                 held.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+            except sqlalchemy.exc.SQLAlchemyError:
+                pass  # the session is gone, and the lock with it: never fail the trial for that
             finally:
                 held.close()  # closing the session releases it in any case
 

@@ -1,8 +1,8 @@
 """The learning-rate range test of a study, and `learning_rate: auto` in study files.
 
 `lr_range_test` trains the study's model (its representative parameters: the
-first choice of each categorical, the middle of each range) with the study's
-SGD variant and batch size for about one epoch (at least `min_steps` steps),
+first choice of each categorical, the middle of each range; momentum SGD when
+the study searches it) at the study's batch size for about one epoch (at least `min_steps` steps),
 the learning rate growing exponentially each step from `min_lr` to `max_lr`.
 `TrainingMonitor` records every step's loss inside the compiled step and stops
 the run within a few steps of divergence; `descentkit.diagnostics.analyze_lr_range`
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from descentkit.studies import Dataset
-from descentkit.tuner.config import FloatParam, StudyConfig
+from descentkit.tuner.config import CategoricalParam, FloatParam, StudyConfig
 from descentkit.tuner.objective import (
     DEFAULT_BATCH_SIZE,
     build_model,
@@ -72,6 +72,12 @@ def lr_range_test(
     space = {k: v for k, v in config.search_space.items() if not (k == "learning_rate" and v == AUTO)}
     params: dict[str, Any] = representative_params(space)
     params.update(learning_rate=min_lr, schedule="constant")
+    # With momentum m the step is about lr / (1 - m): a range found with plain SGD
+    # would be too high for the momentum trials, so test with momentum when the
+    # study searches it (at its representative, middle value).
+    variants = space.get("optimizer")
+    if isinstance(variants, CategoricalParam) and "momentum" in variants.choices:
+        params["optimizer"] = "momentum"
     params.pop("clipnorm", None)  # the test must see where the raw rate diverges
     batch = int(batch_size or params.get("batch_size", DEFAULT_BATCH_SIZE))
     params["batch_size"] = batch
@@ -92,6 +98,10 @@ def lr_range_test(
                   shuffle=True)
         steps = np.asarray(monitor.record.steps, dtype=np.float64)
         losses = np.asarray(monitor.record.step_loss, dtype=np.float64)
+        if monitor.stopped_by is not None and len(steps):
+            # stopped for divergence, maybe on a loss still finite (a blow-up): the
+            # step after the last recorded one is where the curve diverged
+            steps, losses = np.append(steps, steps[-1] + 1), np.append(losses, np.nan)
     finally:
         free_keras_memory(keep_gradients=kept)
     rates = min_lr * growth ** (steps - steps[0]) if len(steps) else steps

@@ -38,7 +38,12 @@ from descentkit.tuner.objective import (
     logged_metrics,
     representative_params,
 )
-from descentkit.tuner.lr_find import LR_RANGE_ATTR, resolve_auto_learning_rate, wants_auto_learning_rate
+from descentkit.tuner.lr_find import (
+    LR_RANGE_ATTR,
+    resolve_auto_learning_rate,
+    wants_auto_learning_rate,
+    with_learning_rate_range,
+)
 from descentkit.tuner.results import StudySummary, summarize_study
 from descentkit.tuner.storage import open_storage
 
@@ -316,7 +321,7 @@ def _stored_lr_range(storage: str | None, name: str) -> dict[str, Any] | None:
 
     try:
         study = optuna.load_study(study_name=name, storage=open_storage(storage, name)[0])
-    except Exception:  # no such study yet (or a server store being created this moment): test afresh
+    except KeyError:  # no such study yet: test afresh
         return None
     return study.user_attrs.get(LR_RANGE_ATTR)
 
@@ -379,13 +384,22 @@ def run_sweep(
         raise ConfigError(str(exc)) from None
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise ConfigError(f"dataset: {exc}") from None
-    stored_range = _stored_lr_range(storage, name) if wants_auto_learning_rate(config) else None
-    config, lr_range = resolve_auto_learning_rate(config, dataset, build_model, stored_range)
-    check_before_trials(config, dataset, build_model)
+    auto = wants_auto_learning_rate(config)
+    # the checks first: a mistake is one line at once, not after a range test
+    check_before_trials(with_learning_rate_range(config, 1e-3, 1e-1) if auto else config, dataset, build_model)
+    if auto:
+        try:
+            config, lr_range = resolve_auto_learning_rate(config, dataset, build_model, _stored_lr_range(storage, name))
+        except ValueError as exc:
+            raise ConfigError(f"search_space.learning_rate: auto: {exc}") from None
 
     optuna_study, location = open_study(config, name, storage)
-    if lr_range is not None and LR_RANGE_ATTR not in optuna_study.user_attrs:
-        optuna_study.set_user_attr(LR_RANGE_ATTR, lr_range)
+    if auto:
+        stored = optuna_study.user_attrs.get(LR_RANGE_ATTR)
+        if stored is None:
+            optuna_study.set_user_attr(LR_RANGE_ATTR, lr_range)
+        elif stored != lr_range:  # another worker tested first: search its range, as every worker must
+            config = with_learning_rate_range(config, stored["low"], stored["high"])
     recovered = recover(optuna_study)
     if recovered:
         print(f"descentkit: re-queued trial(s) {', '.join(map(str, recovered))} left running by a worker that died",

@@ -152,7 +152,7 @@ def test_budget_lock_excludes_a_second_worker_until_released(kind, tmp_path, req
     other_study = BudgetLock(storage, "another-study")
     first.acquire()
     got = threading.Event()
-    waiter = threading.Thread(target=lambda: (second.acquire(), got.set()))
+    waiter = threading.Thread(target=lambda: (second.acquire(), got.set()), daemon=True)  # never hang the suite
     waiter.start()
     try:
         assert not got.wait(1.0), "a second worker took the lock while the first held it"

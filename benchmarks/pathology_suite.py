@@ -233,8 +233,9 @@ RECIPES: list[Recipe] = [
            "adding problem, 60 steps, SimpleRNN(32, relu) with orthogonal recurrent init gain 1.5, SGD lr=0.01"),
     Recipe("lr_slightly_high_deep_net", "exploding_gradients",
            lambda s: _setup(d := digits(s), mlp(d, [64] * 8, kernel_initializer="he_normal"),
-                            lr=0.3, epochs=10, batch=32, momentum=0.9),
-           "digits 8x64 relu MLP, He init, SGD lr=0.3 momentum=0.9 (stable below ~0.05)"),
+                            lr=0.6, epochs=10, batch=32, momentum=0.9),
+           # lr=0.3 exploded in only 1 of 3 seeds: in the other two the ReLUs died first
+           "digits 8x64 relu MLP, He init, SGD lr=0.6 momentum=0.9 (stable below ~0.05)"),
     # --------------------------------------------------------------- vanishing gradients
     Recipe("deep_sigmoid_small_init", "vanishing_gradients",
            lambda s: _setup(d := digits(s), mlp(d, [64] * 12, "sigmoid", kernel_initializer=normal(0.05, s)),
@@ -343,9 +344,11 @@ RECIPES: list[Recipe] = [
     Recipe("deep_tanh_10_small_init", HEALTHY,
            lambda s: _setup(d := digits(s), mlp(d, [64] * 10, "tanh", kernel_initializer=_scaled(0.6, s),
                                                 bias_initializer=normal(0.5, s + 1)),
-                            lr=0.05, epochs=15, batch=32, momentum=0.9),
+                            lr=0.02, epochs=15, batch=32, momentum=0.9),
+           # at lr=0.05 seeds 1 and 2 really oscillated (epoch loss 0.41 -> 0.80 -> 0.53,
+           # val_accuracy 0.90 -> 0.73): not a healthy run, so the monitor was right
            "digits 10x64 tanh MLP, fan-in init scale 0.6 + N(0, 0.5) biases (ordered phase: gradients shrink "
-           "backwards), SGD lr=0.05 momentum=0.9"),
+           "backwards), SGD lr=0.02 momentum=0.9"),
     Recipe("deep_tanh_14_small_init", HEALTHY,
            lambda s: _setup(d := digits(s), mlp(d, [64] * 14, "tanh", kernel_initializer=_scaled(0.7, s),
                                                 bias_initializer=normal(0.5, s + 1)),

@@ -92,7 +92,7 @@ def _regressor(data, hidden, lr, epochs, batch=32, momentum=0.0, activation="rel
 RECIPES: dict[str, Callable[[], Run]] = {
     "divergence": lambda: _regressor(_regression(scale=1e3), [32], lr=0.01, epochs=2),
     "exploding_gradients": lambda: _classifier(
-        _digits(), [64] * 8, lr=0.3, momentum=0.9, epochs=3, kernel_initializer="he_normal"
+        _digits(), [64] * 8, lr=0.6, momentum=0.9, epochs=3, kernel_initializer="he_normal"
     ),
     "vanishing_gradients": lambda: _classifier(
         _digits(), [64] * 12, lr=0.05, epochs=3, activation="tanh",

@@ -62,6 +62,13 @@ EXPLODING_SUSTAIN_STEPS = 5
 EXPLODING_STEP_WINDOW = EXPLODING_EARLY_STEPS
 
 
+def _exploding_advice(record: TrainingRecord, index: int) -> str:
+    return (
+        f"Clip gradients with clipnorm=1.0, {lower_rate_phrase(record, index)}, "
+        "and check the weight init (Glorot/He for the activation)."
+    )
+
+
 class ExplodingGradientsDetector(Detector):
     """Detects exploding gradients: norms 100x above their start while the loss does
     not improve.
@@ -136,10 +143,7 @@ class ExplodingGradientsDetector(Detector):
                 f"Gradients overflowed at step {step} (norm {norms[at]}, last finite {last:.3g}, "
                 f"{early:.3g} at the start)."
             ),
-            advice=(
-                f"Clip gradients with clipnorm=1.0, {lower_rate_phrase(record, index)}, "
-                "and check the weight init (Glorot/He for the activation)."
-            ),
+            advice=_exploding_advice(record, index),
             evidence={
                 "grad_norm": float(norms[at]),
                 "last_finite_grad_norm": last,
@@ -183,10 +187,7 @@ class ExplodingGradientsDetector(Detector):
                         f"Gradient norm grew {growth[first]:.3g}x in {step} steps (running median {smooth[first]:.3g} "
                         f"vs {early:.3g} at the start) while the loss stopped improving."
                     ),
-                    advice=(
-                        f"Clip gradients with clipnorm=1.0, {lower_rate_phrase(record, index)}, "
-                        "and check the weight init (Glorot/He for the activation)."
-                    ),
+                    advice=_exploding_advice(record, index),
                     evidence={
                         "median_grad_norm": float(smooth[first]),
                         "early_grad_norm": early,
@@ -225,10 +226,7 @@ class ExplodingGradientsDetector(Detector):
                         f"Gradient norm grew {growth[start]:.3g}x (median {norms[start]:.3g} vs {early:.3g} "
                         "at the start) while the loss stopped improving."
                     ),
-                    advice=(
-                        f"Clip gradients with clipnorm=1.0, {lower_rate_phrase(record, start)}, "
-                        "and check the weight init (Glorot/He for the activation)."
-                    ),
+                    advice=_exploding_advice(record, start),
                     evidence={
                         "median_grad_norm": float(norms[start]),
                         "early_grad_norm": early,

@@ -1,7 +1,7 @@
 """Trials per minute with 1 and 2 worker processes, and each storage's own cost per trial.
 
 Usage:
-    python benchmarks/parallel_benchmark.py [--trials 8] [--epochs 5] [--postgres URL]
+    python benchmarks/parallel_benchmark.py [--trials 24] [--epochs 5] [--postgres URL]
 
 Part 1 runs the `digits` study (cut to --epochs epochs, a safe learning-rate
 range so no trial is pruned early) with `--workers 1` and then `--workers 2`
@@ -67,7 +67,10 @@ def storage_cost(url: str, n: int = 100) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=8)
+    # 24 trials: every worker process pays a fixed start (TensorFlow import, data,
+    # first trace) of several seconds; over 8 trials that cost alone held 2 workers
+    # to 1.23x here, over 24 they reach 1.69x.
+    parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--postgres", help="postgresql+psycopg2://... URL of a scratch database")
     parser.add_argument("--skip-sweeps", action="store_true")

@@ -208,14 +208,12 @@ def lr_find(study: str, min_lr: float, max_lr: float, batch_size: int | None, pl
     _quiet_tensorflow()
     from descentkit.diagnostics import plot_lr_range
     from descentkit.tuner.lr_find import lr_range_test
-    from descentkit.tuner.objective import OptionError, load_dataset
+    from descentkit.tuner.sweep import sweep_dataset
 
     try:
-        data = load_dataset(config)
-    except OptionError as exc:
+        data = sweep_dataset(config)
+    except ConfigError as exc:
         _fail(str(exc))
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        _fail(f"dataset: {exc}")
     try:
         result = lr_range_test(config, data, min_lr=min_lr, max_lr=max_lr, batch_size=batch_size)
     except ValueError as exc:  # the loss was non-finite from the start: the message says what to change

@@ -315,6 +315,16 @@ def _run_workers(config: StudyConfig, name: str, storage: str | None, target: in
             process.join()
 
 
+def sweep_dataset(config: StudyConfig, data: Dataset | tuple | None = None) -> Dataset:
+    """The user's arrays, or the study's dataset; a mistake in either is a one-line ConfigError."""
+    try:
+        return as_dataset(data, name="data") if data is not None else load_dataset(config)
+    except OptionError as exc:
+        raise ConfigError(str(exc)) from None
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise ConfigError(f"dataset: {exc}") from None
+
+
 def _stored_lr_range(storage: str | None, name: str) -> dict[str, Any] | None:
     """The range a `learning_rate: auto` study found before, if the study exists."""
     import optuna
@@ -378,12 +388,7 @@ def run_sweep(
         raise ConfigError("workers: several worker processes need a study file's dataset and model; "
                           "name them in the study (module:function) instead of passing data=/build_model=")
     name = study_name or config.name
-    try:
-        dataset = as_dataset(data, name="data") if data is not None else load_dataset(config)
-    except OptionError as exc:
-        raise ConfigError(str(exc)) from None
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        raise ConfigError(f"dataset: {exc}") from None
+    dataset = sweep_dataset(config, data)
     auto = wants_auto_learning_rate(config)
     # the checks first: a mistake is one line at once, not after a range test
     check_before_trials(with_learning_rate_range(config, 1e-3, 1e-1) if auto else config, dataset, build_model)

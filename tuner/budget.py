@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import warnings
 import zlib
 from typing import Any
 
@@ -127,7 +128,9 @@ def recover(study: Any) -> list[int]:
     import optuna
 
     if getattr(study._storage, "get_heartbeat_interval", lambda: None)() is not None:
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():  # "experimental" since Optuna 2.9: once per trial is noise
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
     return recover_orphaned_trials(study)
 
 

@@ -144,8 +144,22 @@ class SamplerSpec(_Strict):
 
 
 class PrunerSpec(_Strict):
-    name: Literal["median", "successive_halving", "hyperband", "none"] = "median"
+    # brackets: descentkit's bracketed successive halving with checkpoint resume (tuner/brackets.py)
+    name: Literal["median", "successive_halving", "hyperband", "brackets", "none"] = "median"
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _bracket_options(self) -> PrunerSpec:
+        if self.name != "brackets":
+            return self
+        allowed = {"min_epochs": 1, "reduction_factor": 2}
+        for key, value in self.options.items():
+            if key not in allowed:
+                raise ValueError(f"options: unknown option {key!r} for brackets; "
+                                 f"choose from {', '.join(allowed)}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < allowed[key]:
+                raise ValueError(f"options.{key} must be an integer of at least {allowed[key]}, got {value!r}")
+        return self
 
 
 def _shorthand(value: Any) -> Any:
@@ -186,6 +200,14 @@ class StudyConfig(_Strict):
     _shorthands = field_validator("dataset", "model", "sampler", "pruner", mode="before")(
         classmethod(lambda cls, v: _shorthand(v))
     )
+
+    @model_validator(mode="after")
+    def _brackets_fit(self) -> StudyConfig:
+        low = self.pruner.options.get("min_epochs", 1) if self.pruner.name == "brackets" else 1
+        if low > self.max_epochs:
+            raise ValueError(f"pruner.options.min_epochs ({low}) is above max_epochs ({self.max_epochs}); "
+                             "lower it or raise max_epochs")
+        return self
 
     @field_validator("prune_on")
     @classmethod

@@ -233,12 +233,23 @@ class Objective:
         self._probe = data.x_val[:256]
 
     def __call__(self, trial: Any) -> float:
+        return self.train(trial, until_epoch=self.config.max_epochs)[0]
+
+    def train(self, trial: Any, until_epoch: int, resume: Checkpoint | None = None,
+              keep: str | None = None) -> tuple[float, Checkpoint | None]:
+        """Train `trial` up to epoch `until_epoch` (from `resume`'s epoch when given).
+
+        Returns the best objective value so far and, when `keep` names a file, a
+        checkpoint of the model and optimizer saved there to continue from later
+        (successive halving's promoted trials). Raises `optuna.TrialPruned` for a
+        pruned trial; an exception is recorded on the trial and re-raised.
+        """
         import optuna
 
         trial.set_user_attr(WORKER_ATTR, worker_id())
         kept = custom_gradient_names()
         try:
-            value = self._run(trial)
+            return self._run(trial, until_epoch, resume, keep)
         except optuna.TrialPruned:
             raise
         except Exception as exc:
@@ -247,9 +258,9 @@ class Objective:
             raise
         finally:
             free_keras_memory(keep_gradients=kept)
-        return value
 
-    def _run(self, trial: Any) -> float:
+    def _run(self, trial: Any, until_epoch: int, resume: Checkpoint | None, keep: str | None
+             ) -> tuple[float, Checkpoint | None]:
         import keras
         import optuna
 
@@ -257,29 +268,37 @@ class Objective:
 
         config, data = self.config, self.data
         metric = config.objective.metric
-        params = suggest(trial, config.search_space)
+        params = suggest(trial, config.search_space)  # a resumed trial gets its own values back
+        start = 0 if resume is None else resume.epochs
         if config.seed is not None:
-            keras.utils.set_random_seed(config.seed + trial.number)
+            keras.utils.set_random_seed(config.seed + trial.number + 7919 * start)
         model = build_model(config, params, data, self.builder)
         if config.model.compile == "auto" or getattr(model, "optimizer", None) is None:
             compile_model(model, params, data, config.max_epochs)
+        if resume is not None:
+            resume.restore(model)
 
         # The preflight data checks ran once, before the sweep (check_before_trials).
         monitor = TrainingMonitor(stop_on=tuple(config.prune_on), stop_severity=config.prune_severity,
                                   probe_data=self._probe, verbose=0, preflight=False)
         pruning = OptunaPruning(trial, monitor=metric, training_monitor=monitor)
-        history = model.fit(
+        segment = model.fit(
             data.x_train,
             data.y_train,
             batch_size=int(params.get("batch_size", DEFAULT_BATCH_SIZE)),
-            epochs=config.max_epochs,
+            initial_epoch=start,
+            epochs=until_epoch,
             validation_data=(data.x_val, data.y_val),
             callbacks=[monitor, pruning, *self.callbacks],
             verbose=0,
         ).history
 
+        history = {k: list(v) for k, v in (resume.history if resume is not None else {}).items()}
+        for key, values in segment.items():
+            history.setdefault(key, []).extend(float(x) for x in values)
         series = [float(v) for v in history.get(metric, [])]
-        findings = [f.to_dict() for f in monitor.findings if f.severity in RECORDED_SEVERITIES]
+        findings = (list(resume.findings) if resume is not None else []) + [
+            f.to_dict() for f in monitor.findings if f.severity in RECORDED_SEVERITIES]
         trial.set_user_attr("epochs_trained", len(series))
         trial.set_user_attr("history", {k: [float(x) for x in v] for k, v in history.items()})
         trial.set_user_attr("findings", findings)
@@ -300,4 +319,41 @@ class Objective:
 
         best = max(finite) if config.objective.direction == "maximize" else min(finite)
         trial.set_user_attr("best_epoch", series.index(best))
-        return best
+        checkpoint = Checkpoint.save(model, keep, len(series), history, findings) if keep else None
+        return best, checkpoint
+
+
+class Checkpoint:
+    """A trial's model weights and optimizer state after some epochs, in an .npz file.
+
+    Restoring rebuilds the model from the trial's parameters (the study's own
+    builder and compile, so custom layers need no registration) and loads the
+    weights and every optimizer variable: momentum buffers, and the iteration
+    count that keeps a learning-rate schedule where it was.
+    """
+
+    def __init__(self, path: str, epochs: int, history: dict[str, list[float]], findings: list[dict]) -> None:
+        self.path, self.epochs, self.history, self.findings = path, epochs, history, findings
+
+    @classmethod
+    def save(cls, model: Any, path: str, epochs: int, history: dict[str, list[float]],
+             findings: list[dict]) -> Checkpoint:
+        arrays = {f"w{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
+        arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)})
+        with open(path, "wb") as f:  # a file object: savez would append .npz to a bare name
+            np.savez(f, **arrays)
+        return cls(path, epochs, history, findings)
+
+    def restore(self, model: Any) -> None:
+        with np.load(self.path) as stored:
+            weights = [stored[f"w{i}"] for i in range(sum(k.startswith("w") for k in stored.files))]
+            state = [stored[f"o{i}"] for i in range(sum(k.startswith("o") for k in stored.files))]
+        model.set_weights(weights)
+        optimizer = model.optimizer
+        optimizer.build(model.trainable_variables)
+        variables = list(optimizer.variables)
+        if len(variables) != len(state):
+            raise RuntimeError(f"the checkpoint holds {len(state)} optimizer variables but the rebuilt "
+                               f"optimizer has {len(variables)}: the model builder is not deterministic")
+        for variable, value in zip(variables, state):
+            variable.assign(value)

@@ -85,7 +85,16 @@ def make_pruner(config: StudyConfig) -> Any:
     if name == "hyperband":
         options.setdefault("max_resource", config.max_epochs)
         return optuna.pruners.HyperbandPruner(**options)
-    return optuna.pruners.NopPruner()
+    return optuna.pruners.NopPruner()  # none, and brackets (the halving runs in tuner/brackets.py)
+
+
+def make_brackets(config: StudyConfig) -> list[Any]:
+    """The bracket schedule of `pruner: brackets` ([] for any other pruner)."""
+    from descentkit.tuner.brackets import hyperband_brackets
+
+    if config.pruner.name != "brackets":
+        return []
+    return hyperband_brackets(config.max_epochs, **config.pruner.options)
 
 
 def _versions() -> dict[str, str]:
@@ -245,10 +254,17 @@ def _optimize(study: Any, objective: Objective, target: int | None, timeout: flo
     # A failed trial is logged by Optuna at WARNING with its traceback; keep it to one line.
     logging.getLogger("optuna").setLevel(logging.ERROR)
     deadline = None if timeout is None else time.monotonic() + timeout
-    if target is None:  # a timeout alone
+    if target is None and not make_brackets(objective.config):  # a timeout alone
         study.optimize(objective, timeout=timeout, catch=(Exception,), callbacks=callbacks)
         return
     lock = lock if lock is not None else BudgetLock(None, study.study_name)
+    brackets = make_brackets(objective.config)
+    if brackets:
+        from descentkit.tuner.brackets import BracketRunner
+
+        BracketRunner(study, objective, brackets, target, deadline, callbacks, lock).run()
+        if target is None:
+            return
 
     def counted_then_run(trial: Any) -> float:
         lock.release()  # the trial is stored and counted: the next worker may check

@@ -1,0 +1,117 @@
+"""`pruner: brackets`: Hyperband's schedule on ask-and-tell, promoted trials resumed from checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from descentkit.studies import builtin_study_path
+from descentkit.tuner import ConfigError, StudyConfig, run_sweep
+from descentkit.tuner.brackets import hyperband_brackets
+
+
+def test_schedule_is_hyperbands():
+    brackets = hyperband_brackets(27, min_epochs=1, reduction_factor=3)
+    assert [b.rungs for b in brackets] == [
+        ((27, 1), (9, 3), (3, 9), (1, 27)),
+        ((12, 3), (4, 9), (1, 27)),
+        ((6, 9), (2, 27)),
+        ((4, 27),),
+    ]
+    # each rung continues from the last: 27*1 + 9*2 + 3*6 + 1*18, not 27*1 + 9*3 + 3*9 + 1*27
+    assert brackets[0].epochs() == 27 + 18 + 18 + 18
+    assert [b.rungs for b in hyperband_brackets(4, reduction_factor=2)] == [
+        ((4, 1), (2, 2), (1, 4)), ((3, 2), (1, 4)), ((3, 4),)]
+
+
+def _study(tmp_path, **changes) -> StudyConfig:
+    data = yaml.safe_load(builtin_study_path("digits").read_text())
+    data.update(name="brackets", max_epochs=4, trials=4, seed=3, sampler="random",
+                pruner={"name": "brackets", "options": {"reduction_factor": 2}})
+    data["search_space"] = {"learning_rate": {"type": "float", "low": 0.02, "high": 0.2, "log": True},
+                            "momentum": 0.9, "batch_size": 64}
+    data.update(changes)
+    return StudyConfig.model_validate(data)
+
+
+def test_promoted_trials_resume_from_their_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_sweep(_study(tmp_path), progress=False, tracking=False)
+    trials = result.study.trials
+    assert len(trials) == 4, "the trial budget counts configurations"
+    states = [t.state for t in trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 1 and states.count(optuna.trial.TrialState.PRUNED) == 3
+    # the first bracket: 4 at 1 epoch, 2 continue to 2, 1 to 4
+    assert sorted(t.user_attrs["epochs_trained"] for t in trials) == [1, 1, 2, 4]
+    for t in trials:
+        # one report per epoch, numbered on across rungs: a resumed trial did not start again at 0
+        assert sorted(t.intermediate_values) == list(range(t.user_attrs["epochs_trained"]))
+        assert len(t.user_attrs["history"]["loss"]) == t.user_attrs["epochs_trained"]
+    halved = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert all(t.user_attrs["prune_reason"] == "pruner" for t in halved)
+    winner = next(t for t in trials if t.state == optuna.trial.TrialState.COMPLETE)
+    assert winner.value == max(winner.intermediate_values.values())
+    # dropped at rung 1 only if worse than both survivors there
+    survivors = [t for t in trials if t.user_attrs["epochs_trained"] >= 2]
+    for t in trials:
+        if t.user_attrs["epochs_trained"] == 1:
+            assert all(t.intermediate_values[0] <= s.intermediate_values[0] for s in survivors)
+    loss = winner.user_attrs["history"]["loss"]
+    assert loss[1] < loss[0] and loss[3] < loss[0], "training went on from the checkpoint"
+
+
+def test_checkpoint_restores_weights_and_optimizer_state(tmp_path):
+    import keras
+
+    from descentkit.studies import DATASETS
+    from descentkit.tuner.objective import Checkpoint, build_model, compile_model
+
+    config = _study(tmp_path)
+    data = DATASETS["digits"]()
+    params = {"learning_rate": 0.05, "momentum": 0.9, "batch_size": 64, "schedule": "cosine"}
+    keras.utils.set_random_seed(0)
+    model = build_model(config, params, data)
+    compile_model(model, params, data, epochs=4)
+    model.fit(data.x_train, data.y_train, batch_size=64, epochs=1, verbose=0)
+    saved = Checkpoint.save(model, str(tmp_path / "c.npz"), 1, {}, [])
+
+    keras.utils.set_random_seed(1)  # another initialisation: the checkpoint must overwrite all of it
+    again = build_model(config, params, data)
+    compile_model(again, params, data, epochs=4)
+    saved.restore(again)
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert int(again.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) > 0
+    for a, b in zip(model.optimizer.variables, again.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # momentum buffers, schedule step
+    # the schedule is where it was, not back at its start
+    assert float(again.optimizer.learning_rate.numpy()) == pytest.approx(float(model.optimizer.learning_rate.numpy()))
+
+
+def test_a_diverging_configuration_is_cut_in_its_first_rung(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = _study(tmp_path, trials=2, search_space={"learning_rate": 40.0, "momentum": 0.9, "batch_size": 64})
+    result = run_sweep(config, progress=False, tracking=False)
+    for t in result.study.trials:
+        assert t.state == optuna.trial.TrialState.PRUNED, "never FAIL for a numerical blow-up"
+        assert t.user_attrs["prune_reason"] in ("divergence", "exploding_gradients"), "cut for the pathology"
+        assert t.user_attrs["epochs_trained"] == 1, "not promoted, not halved: cut inside its first rung"
+
+
+@pytest.mark.parametrize("pruner, message", [
+    ({"name": "brackets", "options": {"min_epochs": 0}}, "min_epochs must be an integer of at least 1"),
+    ({"name": "brackets", "options": {"eta": 3}}, "unknown option 'eta' for brackets"),
+    ({"name": "brackets", "options": {"min_epochs": 9}}, "min_epochs (9) is above max_epochs (4)"),
+])
+def test_bad_bracket_options_are_one_line(tmp_path, pruner, message):
+    data = _study(tmp_path).model_dump(mode="json")
+    data["pruner"] = pruner
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    from descentkit.tuner.config import load_study
+
+    with pytest.raises(ConfigError) as error:
+        load_study(path)
+    assert message in str(error.value) and "\n" not in str(error.value)

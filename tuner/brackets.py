@@ -1,0 +1,186 @@
+"""Bracketed successive halving on Optuna's ask-and-tell interface (`pruner: brackets`).
+
+Hyperband's schedule (Li et al., 2018), as KerasTuner runs it, with what
+Optuna's asynchronous pruners cannot do: a bracket asks its configurations from
+the study's sampler (TPE by default), trains them all for a few epochs, keeps
+the best 1/eta and continues those from their checkpoints (model weights and
+optimizer state) instead of retraining, until the survivors reach
+`max_epochs`. Optuna's `SuccessiveHalvingPruner` and `HyperbandPruner` judge
+each trial against the trials that happen to have finished before it, so the
+first trials of a sweep run their whole budget (nothing to compare with yet);
+here every configuration of a rung is compared with its peers.
+
+Diagnostics still cut a trial inside any rung (divergence within a few steps).
+A configuration dropped by the halving ends PRUNED with `prune_reason`
+"pruner" and its intermediate values, so TPE learns from it at once; the
+bracket's survivors stay RUNNING until they finish or are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from descentkit.tuner.budget import BudgetLock, counted_trials, has_waiting, recover
+
+DEFAULT_REDUCTION_FACTOR = 3
+DEFAULT_MIN_EPOCHS = 1
+# The prune reason of a configuration dropped by the halving (callbacks.optuna_pruning.PRUNER).
+HALVED = "pruner"
+# The prune reason of a configuration the sweep's timeout left untrained.
+TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """One bracket: its rungs as (configurations, epochs each has trained at the rung's end)."""
+
+    rungs: tuple[tuple[int, int], ...]
+
+    @property
+    def size(self) -> int:
+        return self.rungs[0][0]
+
+    def epochs(self) -> int:
+        """The epochs the whole bracket trains (each rung continues from the last)."""
+        total, done = 0, 0
+        for n, until in self.rungs:
+            total += n * (until - done)
+            done = until
+        return total
+
+
+def hyperband_brackets(max_epochs: int, min_epochs: int = DEFAULT_MIN_EPOCHS,
+                       reduction_factor: int = DEFAULT_REDUCTION_FACTOR) -> list[Bracket]:
+    """Hyperband's brackets, the most exploratory first.
+
+    Bracket s starts ceil((s_max + 1) / (s + 1) * eta**s) configurations at
+    max_epochs * eta**-s epochs and keeps 1/eta of them per rung. With
+    max_epochs 27, min_epochs 1, eta 3: 27 at 1 epoch, 9 at 3, 3 at 9, 1 at 27;
+    then 12 at 3; 6 at 9; 4 at 27.
+    """
+    if min_epochs < 1 or min_epochs > max_epochs:
+        raise ValueError(f"min_epochs must be between 1 and max_epochs ({max_epochs}), got {min_epochs}")
+    if reduction_factor < 2:
+        raise ValueError(f"reduction_factor must be at least 2, got {reduction_factor}")
+    eta = reduction_factor
+    s_max = int(math.floor(math.log(max_epochs / min_epochs, eta) + 1e-9))
+    brackets = []
+    for s in range(s_max, -1, -1):
+        n = int(math.ceil((s_max + 1) / (s + 1) * eta**s))
+        rungs, last = [], 0
+        for i in range(s + 1):
+            until = max(min_epochs, int(round(max_epochs * eta ** (i - s))))
+            until = max(until, last + 1) if i else until  # every rung trains at least one epoch more
+            count = max(1, int(n * eta**-i))
+            rungs.append((count, min(until, max_epochs)))
+            last = rungs[-1][1]
+        brackets.append(Bracket(tuple(rungs)))
+    return brackets
+
+
+class BracketRunner:
+    """Runs brackets on a study until its trial budget (or the deadline) is spent.
+
+    Args:
+        study: the Optuna study (its pruner should be a NopPruner: the halving is here).
+        objective: a `descentkit.tuner.objective.Objective`.
+        brackets: the schedule, cycled in order.
+        target: the study's total trial budget (None: until the deadline).
+        deadline: `time.monotonic()` after which no new rung starts.
+        callbacks: `callback(study, frozen_trial)` called for every finished trial.
+        lock: the study's `BudgetLock`, held while a bracket takes its trials.
+    """
+
+    def __init__(self, study: Any, objective: Any, brackets: list[Bracket], target: int | None,
+                 deadline: float | None, callbacks: list[Any], lock: BudgetLock) -> None:
+        self.study, self.objective, self.brackets = study, objective, brackets
+        self.target, self.deadline, self.callbacks, self.lock = target, deadline, callbacks, lock
+        self.maximize = objective.config.objective.direction == "maximize"
+
+    def _time_left(self) -> bool:
+        return self.deadline is None or time.monotonic() < self.deadline
+
+    def run(self) -> None:
+        index = 0
+        while self._time_left():
+            bracket = self.brackets[index % len(self.brackets)]
+            index += 1
+            trials = self._take(bracket.size)
+            if not trials:
+                return
+            self._run_bracket(bracket, trials)
+
+    def _take(self, wanted: int) -> list[Any]:
+        """Ask up to `wanted` trials within the budget (re-queued ones first, as Optuna's ask does)."""
+        with self.lock:
+            recover(self.study)
+            if self.target is None:
+                room = wanted
+            else:
+                room = self.target - counted_trials(self.study)
+                if has_waiting(self.study):  # asking a waiting trial adds none to the count
+                    room += len(self.study.get_trials(deepcopy=False, states=(_state("WAITING"),)))
+            return [self.study.ask() for _ in range(max(0, min(wanted, room)))]
+
+    def _run_bracket(self, bracket: Bracket, trials: list[Any]) -> None:
+        scale = len(trials) / bracket.size  # a bracket cut short by the budget keeps the same ratios
+        alive = {t.number: t for t in trials}
+        checkpoints: dict[int, Any] = {}
+        values: dict[int, float] = {}
+        with tempfile.TemporaryDirectory(prefix="descentkit-bracket-") as folder:
+            for level, (_, until) in enumerate(bracket.rungs):
+                last = level == len(bracket.rungs) - 1
+                for number, trial in list(alive.items()):
+                    if not self._time_left():
+                        break
+                    keep = None if last else str(Path(folder) / f"trial-{number}.npz")
+                    try:
+                        values[number], checkpoints[number] = self.objective.train(
+                            trial, until, resume=checkpoints.get(number), keep=keep)
+                    except _pruned() as exc:
+                        self._tell(trial, "PRUNED", exc)
+                        del alive[number]
+                    except Exception as exc:  # recorded on the trial by the objective
+                        self._tell(trial, "FAIL", exc)
+                        del alive[number]
+                if not self._time_left():  # the deadline: what has a value completes, the rest is pruned
+                    for number, trial in alive.items():
+                        if number not in values:
+                            trial.set_user_attr("prune_reason", TIMEOUT)
+                        self._tell(trial, "COMPLETE" if number in values else "PRUNED", value=values.get(number))
+                    return
+                if last:
+                    for number, trial in alive.items():
+                        self._tell(trial, "COMPLETE", value=values[number])
+                    return
+                keep_n = max(1, int(round(bracket.rungs[level + 1][0] * scale)))
+                ranked = sorted(alive, key=lambda n: values[n], reverse=self.maximize)
+                for number in ranked[keep_n:]:
+                    alive[number].set_user_attr("prune_reason", HALVED)
+                    self._tell(alive.pop(number), "PRUNED")
+
+    def _tell(self, trial: Any, state: str, exc: BaseException | None = None, value: float | None = None) -> None:
+        import optuna
+
+        if state == "FAIL" and exc is not None:
+            optuna.logging.get_logger("optuna").debug("trial %d failed: %s", trial.number, exc)
+        frozen = self.study.tell(trial, value if state == "COMPLETE" else None, state=_state(state))
+        for callback in self.callbacks:
+            callback(self.study, frozen)
+
+
+def _state(name: str) -> Any:
+    import optuna
+
+    return getattr(optuna.trial.TrialState, name)
+
+
+def _pruned() -> type[BaseException]:
+    import optuna
+
+    return optuna.TrialPruned

@@ -21,7 +21,7 @@ from descentkit.diagnostics import SYMPTOMS, TRAINING_SYMPTOMS
 OPTIMIZER_VARIANTS = ("sgd", "momentum", "nesterov")
 SCHEDULES = ("constant", "cosine", "exponential", "step")
 SAMPLERS = ("tpe", "random", "gp", "cmaes")
-PRUNERS = ("median", "successive_halving", "hyperband", "none")
+PRUNERS = ("brackets", "median", "successive_halving", "hyperband", "none")
 
 # Symptoms that end a trial PRUNED by default: the ones that make a trial
 # hopeless (shared/DESIGN.md, Optuna semantics). Overfitting, oscillation and
@@ -145,7 +145,7 @@ class SamplerSpec(_Strict):
 
 class PrunerSpec(_Strict):
     # brackets: descentkit's bracketed successive halving with checkpoint resume (tuner/brackets.py)
-    name: Literal["median", "successive_halving", "hyperband", "brackets", "none"] = "median"
+    name: Literal["brackets", "median", "successive_halving", "hyperband", "none"] = "brackets"
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -1,0 +1,352 @@
+"""Sweep efficiency: descentkit against the standard tuners on the same epoch budget.
+
+Usage:
+    python benchmarks/sweep_efficiency.py [--tasks digits fashion] [--seeds 3] [--budget 81]
+        [--max-epochs 9] [--methods ...] [--out benchmarks/out]
+
+Every method searches the same space (learning rate 1e-4 to 3 log-uniform, SGD /
+momentum / Nesterov, momentum, batch size, L2, dropout) on the same model (the
+studies' MLP, compiled with the same SGD code), with the same maximum epochs per
+trial, until the same total number of epochs has been trained; one epoch-counting
+callback sits in every `fit` of every method and ends the method when the budget
+is spent. Methods run one after another in this process, seed by seed, so they
+share the machine's state.
+
+Methods:
+    descentkit          descentkit's default sweep (TPE, `pruner: brackets`, diagnostics pruning)
+    descentkit-median   descentkit with TPE and the median pruner (diagnostics pruning beside it)
+    tpe-median          Optuna TPE + MedianPruner via optuna_integration.KerasPruningCallback + TerminateOnNaN
+    tpe-hyperband       Optuna TPE + HyperbandPruner (same callbacks)
+    random-sh           Optuna random sampling + SuccessiveHalvingPruner
+    random              Optuna random sampling, no pruning
+    kerastuner          KerasTuner Hyperband (factor 3; needs keras-tuner and tensorboard: pip install -e '.[bench]')
+
+Prints, per task and method: the cumulative epochs and wall seconds until the
+best validation accuracy so far first reaches each target (median over seeds;
+"-" where fewer than half the seeds reached it), the best value (median), the
+share of all epochs trained after a trial had diverged (training loss non-finite
+or above 5x the loss of guessing), and trials that ended FAIL. Writes a plot of
+best-so-far against cumulative epochs to OUT/sweep_efficiency.png and the raw
+curves to OUT/sweep_efficiency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TARGETS = {"digits": (0.93, 0.95, 0.97), "fashion": (0.78, 0.80, 0.82)}
+METHODS = ("descentkit", "descentkit-median", "tpe-median", "tpe-hyperband", "random-sh", "random", "kerastuner")
+SPACE = {
+    "learning_rate": {"type": "float", "low": 1e-4, "high": 3.0, "log": True},
+    "optimizer": {"type": "categorical", "choices": ["sgd", "momentum", "nesterov"]},
+    "momentum": {"type": "float", "low": 0.5, "high": 0.99},
+    "batch_size": {"type": "categorical", "choices": [32, 64, 128]},
+    "l2": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.4},
+}
+DIVERGED_LOSS_FACTOR = 5.0  # loss above 5x that of guessing (ln 10) counts as diverged
+
+
+class BudgetSpent(BaseException):
+    """Ends a method when the epoch budget is spent. A BaseException: no tuner's
+    `except Exception` around a trial swallows it."""
+
+
+class Ledger:
+    """Counts every epoch any method trains: the best-so-far curve and the epochs wasted after divergence."""
+
+    def __init__(self, budget: int, metric: str, chance_loss: float) -> None:
+        self.budget, self.metric, self.chance_loss = budget, metric, chance_loss
+        self.epochs = 0
+        self.wasted = 0
+        self.best = -math.inf
+        self.curve: list[tuple[int, float, float]] = []  # (epochs, seconds, best so far)
+        self.start = time.perf_counter()
+        self.callback = self._make_callback()
+
+    def _make_callback(self) -> Any:
+        import keras
+
+        ledger = self
+
+        class Count(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.diverged = False
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                ledger.epochs += 1
+                if self.diverged:
+                    ledger.wasted += 1
+                loss = float(logs.get("loss", math.nan))
+                if not math.isfinite(loss) or loss > DIVERGED_LOSS_FACTOR * ledger.chance_loss:
+                    self.diverged = True
+                value = float(logs.get(ledger.metric, math.nan))
+                if math.isfinite(value):
+                    ledger.best = max(ledger.best, value)
+                ledger.curve.append((ledger.epochs, time.perf_counter() - ledger.start, ledger.best))
+                if ledger.epochs >= ledger.budget:
+                    raise BudgetSpent()
+
+        return Count()
+
+    def reached(self, target: float) -> tuple[int, float] | None:
+        for epochs, seconds, best in self.curve:
+            if best >= target:
+                return epochs, seconds
+        return None
+
+
+def load_task(name: str, seed: int) -> Any:
+    from descentkit.studies import DATASETS
+
+    if name == "digits":
+        return DATASETS["digits"]()
+    return DATASETS["fashion-mnist"](seed=0, train_size=3000, val_size=1000)
+
+
+def study_config(task: str, max_epochs: int, seed: int, sampler: str, pruner: Any) -> Any:
+    from descentkit.tuner import StudyConfig
+
+    return StudyConfig.model_validate({
+        "name": f"efficiency-{task}", "dataset": "digits" if task == "digits" else "fashion-mnist",
+        "model": {"name": "mlp", "options": {"units": [128, 64]}}, "max_epochs": max_epochs,
+        "trials": 100000, "seed": seed, "search_space": SPACE, "sampler": sampler, "pruner": pruner,
+    })
+
+
+def run_descentkit(config: Any, data: Any, ledger: Ledger, root: Path) -> int:
+    from descentkit.tuner import run_sweep
+
+    try:
+        run_sweep(config, data=data, storage=str(root / "dk.journal"), callbacks=[ledger.callback],
+                  progress=False, tracking=False)
+    except BudgetSpent:
+        pass
+    import optuna
+
+    from descentkit.tuner.storage import open_storage
+
+    study = optuna.load_study(study_name=config.name, storage=open_storage(str(root / "dk.journal"), config.name)[0])
+    return sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)
+
+
+def run_optuna(config: Any, data: Any, ledger: Ledger, sampler: str, pruner: str, seed: int) -> int:
+    import keras
+    import optuna
+    from optuna_integration import KerasPruningCallback
+
+    from descentkit.tuner.objective import build_model, compile_model, suggest
+
+    samplers = {"tpe": optuna.samplers.TPESampler(seed=seed), "random": optuna.samplers.RandomSampler(seed=seed)}
+    pruners = {
+        "median": optuna.pruners.MedianPruner(),
+        "hyperband": optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.max_epochs, reduction_factor=3),
+        "sh": optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+        "none": optuna.pruners.NopPruner(),
+    }
+    study = optuna.create_study(direction="maximize", sampler=samplers[sampler], pruner=pruners[pruner])
+
+    def objective(trial: Any) -> float:
+        params = suggest(trial, config.search_space)
+        keras.utils.set_random_seed(seed + trial.number)
+        model = build_model(config, params, data)
+        compile_model(model, params, data, config.max_epochs)
+        try:
+            history = model.fit(
+                data.x_train, data.y_train, batch_size=int(params["batch_size"]), epochs=config.max_epochs,
+                validation_data=(data.x_val, data.y_val), verbose=0,
+                callbacks=[ledger.callback, keras.callbacks.TerminateOnNaN(), KerasPruningCallback(trial, "val_accuracy")],
+            ).history
+        finally:
+            keras.backend.clear_session()
+        values = [v for v in history["val_accuracy"] if math.isfinite(v)]
+        return max(values) if values else math.nan
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        study.optimize(objective, n_trials=100000, catch=(Exception,))
+    except BudgetSpent:
+        pass
+    return sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)
+
+
+def run_kerastuner(config: Any, data: Any, ledger: Ledger, seed: int, root: Path) -> int:
+    import keras
+    import keras_tuner as kt
+
+    from descentkit.tuner.objective import build_model, compile_model
+
+    class HyperModel(kt.HyperModel):
+        def build(self, hp: Any) -> Any:
+            variant = hp.Choice("optimizer", ["sgd", "momentum", "nesterov"])
+            params = {
+                "learning_rate": hp.Float("learning_rate", 1e-4, 3.0, sampling="log"),
+                "optimizer": variant,
+                "momentum": hp.Float("momentum", 0.5, 0.99),
+                "batch_size": hp.Choice("batch_size", [32, 64, 128]),
+                "l2": hp.Float("l2", 1e-6, 1e-2, sampling="log"),
+                "dropout": hp.Float("dropout", 0.0, 0.4),
+            }
+            model = build_model(config, params, data)
+            compile_model(model, params, data, config.max_epochs)
+            return model
+
+        def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
+            return model.fit(*args, batch_size=hp.get("batch_size"), **kwargs)
+
+    tuner = kt.Hyperband(
+        HyperModel(), objective=kt.Objective("val_accuracy", "max"), max_epochs=config.max_epochs, factor=3,
+        hyperband_iterations=1000, seed=seed, directory=str(root), project_name="kt", overwrite=True,
+        max_consecutive_failed_trials=1000,
+    )
+    try:
+        tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), verbose=0,
+                     callbacks=[ledger.callback])
+    except BudgetSpent:
+        pass
+    finally:
+        keras.backend.clear_session()
+    return sum(t.status == "FAILED" for t in tuner.oracle.trials.values())
+
+
+def run_method(method: str, task: str, data: Any, seed: int, budget: int, max_epochs: int) -> dict[str, Any]:
+    ledger = Ledger(budget, "val_accuracy", math.log(data.output_units))
+    with tempfile.TemporaryDirectory(prefix="descentkit-efficiency-") as folder:
+        root = Path(folder)
+        if method == "descentkit":
+            failed = run_descentkit(study_config(task, max_epochs, seed, "tpe", {"name": "brackets"}), data, ledger, root)
+        elif method == "descentkit-median":
+            failed = run_descentkit(study_config(task, max_epochs, seed, "tpe", "median"), data, ledger, root)
+        elif method == "kerastuner":
+            failed = run_kerastuner(study_config(task, max_epochs, seed, "tpe", "none"), data, ledger, seed, root)
+        else:
+            sampler, pruner = {"tpe-median": ("tpe", "median"), "tpe-hyperband": ("tpe", "hyperband"),
+                               "random-sh": ("random", "sh"), "random": ("random", "none")}[method]
+            failed = run_optuna(study_config(task, max_epochs, seed, sampler, "none"), data, ledger, sampler, pruner, seed)
+    return {"method": method, "task": task, "seed": seed, "epochs": ledger.epochs, "wasted": ledger.wasted,
+            "best": ledger.best, "failed": failed, "seconds": time.perf_counter() - ledger.start,
+            "curve": ledger.curve, "reached": {str(t): _reached(ledger.curve, t) for t in TARGETS[task]}}
+
+
+def _reached(curve: list, target: float) -> tuple[int, float] | None:
+    return next(((e, s) for e, s, b in curve if b >= target), None)
+
+
+def _median_reached(runs: list[dict], target: float) -> tuple[float, float] | None:
+    hits = [r["reached"][str(target)] for r in runs]
+    if sum(h is not None for h in hits) * 2 < len(hits):
+        return None
+    # a seed that never reached it counts as the whole budget (worse than any that did)
+    epochs = [h[0] if h else math.inf for h in hits]
+    seconds = [h[1] if h else math.inf for h in hits]
+    return statistics.median(epochs), statistics.median(seconds)
+
+
+def print_table(results: list[dict], tasks: list[str], methods: list[str]) -> None:
+    for task in tasks:
+        targets = TARGETS[task]
+        print(f"\n{task}: epochs / wall seconds until best val_accuracy >= target (median over seeds)")
+        header = f"{'method':<18}" + "".join(f"{'>= ' + str(t):>16}" for t in targets)
+        print(header + f"{'best':>8}{'diverged ep.':>14}{'FAIL':>6}{'runs':>6}")
+        for method in methods:
+            runs = [r for r in results if r["task"] == task and r["method"] == method]
+            if not runs:
+                continue
+            cells = []
+            for t in targets:
+                m = _median_reached(runs, t)
+                cells.append(f"{'-':>16}" if m is None else f"{m[0]:>8.0f} /{m[1]:>5.0f}s")
+            wasted = sum(r["wasted"] for r in runs) / max(1, sum(r["epochs"] for r in runs))
+            best = statistics.median(r["best"] for r in runs)
+            failed = sum(r["failed"] for r in runs)
+            print(f"{method:<18}" + "".join(cells) + f"{best:>8.4f}{wasted:>13.1%}{failed:>6}{len(runs):>6}")
+
+
+def plot(results: list[dict], tasks: list[str], methods: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.5), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, task in zip(axes[0], tasks):
+        for i, method in enumerate(methods):
+            runs = [r for r in results if r["task"] == task and r["method"] == method]
+            for j, run in enumerate(runs):
+                curve = np.array([(e, b) for e, _, b in run["curve"] if math.isfinite(b)])
+                if len(curve):
+                    ax.step(curve[:, 0], curve[:, 1], where="post", color=colours(i), alpha=0.8,
+                            lw=2 if method == "descentkit" else 1, label=method if j == 0 else None)
+        low = min(TARGETS[task]) - 0.1
+        ax.set_ylim(low, 1.0 if task == "digits" else max(TARGETS[task]) + 0.06)
+        for t in TARGETS[task]:
+            ax.axhline(t, color="grey", lw=0.5, ls=":")
+        ax.set_title(f"{task}: best validation accuracy so far (each line a seed)")
+        ax.set_xlabel("cumulative epochs trained")
+        ax.set_ylabel("best val_accuracy")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=["digits", "fashion"], choices=sorted(TARGETS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budget", type=int, default=81, help="total epochs per method and seed (default 81)")
+    parser.add_argument("--max-epochs", type=int, default=9, help="most epochs of one trial (default 9)")
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: all cores)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("DESCENTKIT_TRACKING", "false")
+    if "kerastuner" in args.methods:
+        try:
+            import keras_tuner  # noqa: F401
+            import optuna_integration  # noqa: F401
+        except ImportError as exc:
+            sys.exit(f"sweep_efficiency: {exc.name} is missing; pip install -e '.[bench]'")
+    if args.threads:
+        from descentkit.tuner.sweep import limit_threads
+
+        limit_threads(args.threads)
+    import logging
+
+    logging.getLogger("optuna").setLevel(logging.ERROR)
+    args.out.mkdir(parents=True, exist_ok=True)
+    raw = args.out / f"sweep_efficiency{'-' + '-'.join(args.tasks) if args.tasks != ['digits', 'fashion'] else ''}.json"
+    results: list[dict] = []
+    for task in args.tasks:
+        data = load_task(task, 0)
+        for seed in range(args.seeds):
+            for method in args.methods:
+                result = run_method(method, task, data, seed, args.budget, args.max_epochs)
+                results.append(result)
+                hits = ", ".join(f">={t}: {h[0] if h else '-'}" for t, h in result["reached"].items())
+                print(f"[{task} seed {seed}] {method:<18} best {result['best']:.4f} in {result['seconds']:.0f} s; "
+                      f"epochs to {hits}; diverged epochs {result['wasted']}; FAIL {result['failed']}", flush=True)
+                raw.write_text(json.dumps(results))  # nothing lost if the run is cut short
+    print_table(results, args.tasks, args.methods)
+    figure = raw.with_suffix(".png")
+    plot(results, args.tasks, args.methods, figure)
+    print(f"\nplot: {figure}\nraw curves: {raw}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -101,14 +101,8 @@ class Ledger:
 
         return Count()
 
-    def reached(self, target: float) -> tuple[int, float] | None:
-        for epochs, seconds, best in self.curve:
-            if best >= target:
-                return epochs, seconds
-        return None
 
-
-def load_task(name: str, seed: int) -> Any:
+def load_task(name: str) -> Any:
     from descentkit.studies import DATASETS
 
     if name == "digits":
@@ -332,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = args.out / f"sweep_efficiency{'-' + '-'.join(args.tasks) if args.tasks != ['digits', 'fashion'] else ''}.json"
     results: list[dict] = []
     for task in args.tasks:
-        data = load_task(task, 0)
+        data = load_task(task)
         for seed in range(args.seeds):
             for method in args.methods:
                 result = run_method(method, task, data, seed, args.budget, args.max_epochs)

@@ -25,12 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from descentkit.tuner.budget import BudgetLock, counted_trials, has_waiting, recover
+import optuna
+
+from descentkit.callbacks.optuna_pruning import PRUNER
+from descentkit.tuner.budget import BudgetLock, counted_trials, recover
+
+State = optuna.trial.TrialState
 
 DEFAULT_REDUCTION_FACTOR = 3
 DEFAULT_MIN_EPOCHS = 1
-# The prune reason of a configuration dropped by the halving (callbacks.optuna_pruning.PRUNER).
-HALVED = "pruner"
+# A configuration dropped by the halving was pruned by the pruner, not for a pathology.
+HALVED = PRUNER
 # The prune reason of a configuration the sweep's timeout left untrained.
 TIMEOUT = "timeout"
 
@@ -121,10 +126,9 @@ class BracketRunner:
             recover(self.study)
             if self.target is None:
                 room = wanted
-            else:
-                room = self.target - counted_trials(self.study)
-                if has_waiting(self.study):  # asking a waiting trial adds none to the count
-                    room += len(self.study.get_trials(deepcopy=False, states=(_state("WAITING"),)))
+            else:  # asking a waiting (re-queued) trial adds none to the count
+                waiting = self.study.get_trials(deepcopy=False, states=(State.WAITING,))
+                room = self.target - counted_trials(self.study) + len(waiting)
             return [self.study.ask() for _ in range(max(0, min(wanted, room)))]
 
     def _run_bracket(self, bracket: Bracket, trials: list[Any]) -> None:
@@ -142,45 +146,29 @@ class BracketRunner:
                     try:
                         values[number], checkpoints[number] = self.objective.train(
                             trial, until, resume=checkpoints.get(number), keep=keep)
-                    except _pruned() as exc:
-                        self._tell(trial, "PRUNED", exc)
+                    except optuna.TrialPruned:
+                        self._tell(trial, State.PRUNED)
                         del alive[number]
-                    except Exception as exc:  # recorded on the trial by the objective
-                        self._tell(trial, "FAIL", exc)
+                    except Exception:  # recorded on the trial by the objective; the sweep goes on
+                        self._tell(trial, State.FAIL)
                         del alive[number]
                 if not self._time_left():  # the deadline: what has a value completes, the rest is pruned
                     for number, trial in alive.items():
                         if number not in values:
                             trial.set_user_attr("prune_reason", TIMEOUT)
-                        self._tell(trial, "COMPLETE" if number in values else "PRUNED", value=values.get(number))
+                        self._tell(trial, State.COMPLETE if number in values else State.PRUNED, values.get(number))
                     return
                 if last:
                     for number, trial in alive.items():
-                        self._tell(trial, "COMPLETE", value=values[number])
+                        self._tell(trial, State.COMPLETE, values[number])
                     return
                 keep_n = max(1, int(round(bracket.rungs[level + 1][0] * scale)))
                 ranked = sorted(alive, key=lambda n: values[n], reverse=self.maximize)
                 for number in ranked[keep_n:]:
                     alive[number].set_user_attr("prune_reason", HALVED)
-                    self._tell(alive.pop(number), "PRUNED")
+                    self._tell(alive.pop(number), State.PRUNED)
 
-    def _tell(self, trial: Any, state: str, exc: BaseException | None = None, value: float | None = None) -> None:
-        import optuna
-
-        if state == "FAIL" and exc is not None:
-            optuna.logging.get_logger("optuna").debug("trial %d failed: %s", trial.number, exc)
-        frozen = self.study.tell(trial, value if state == "COMPLETE" else None, state=_state(state))
+    def _tell(self, trial: Any, state: Any, value: float | None = None) -> None:
+        frozen = self.study.tell(trial, value if state == State.COMPLETE else None, state=state)
         for callback in self.callbacks:
             callback(self.study, frozen)
-
-
-def _state(name: str) -> Any:
-    import optuna
-
-    return getattr(optuna.trial.TrialState, name)
-
-
-def _pruned() -> type[BaseException]:
-    import optuna
-
-    return optuna.TrialPruned

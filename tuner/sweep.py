@@ -254,11 +254,11 @@ def _optimize(study: Any, objective: Objective, target: int | None, timeout: flo
     # A failed trial is logged by Optuna at WARNING with its traceback; keep it to one line.
     logging.getLogger("optuna").setLevel(logging.ERROR)
     deadline = None if timeout is None else time.monotonic() + timeout
-    if target is None and not make_brackets(objective.config):  # a timeout alone
+    brackets = make_brackets(objective.config)
+    if target is None and not brackets:  # a timeout alone
         study.optimize(objective, timeout=timeout, catch=(Exception,), callbacks=callbacks)
         return
     lock = lock if lock is not None else BudgetLock(None, study.study_name)
-    brackets = make_brackets(objective.config)
     if brackets:
         from descentkit.tuner.brackets import BracketRunner
 

@@ -167,6 +167,10 @@ class BracketRunner:
                 for number in ranked[keep_n:]:
                     alive[number].set_user_attr("prune_reason", HALVED)
                     self._tell(alive.pop(number), State.PRUNED)
+                # The next rung trains the best first: a good configuration reaches
+                # its longer budget as early as possible (anytime performance), and a
+                # timeout that cuts the rung short has spent it on the best.
+                alive = {number: alive[number] for number in ranked[:keep_n]}
 
     def _tell(self, trial: Any, state: Any, value: float | None = None) -> None:
         frozen = self.study.tell(trial, value if state == State.COMPLETE else None, state=state)

@@ -10,10 +10,11 @@ sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -205,8 +206,26 @@ def free_keras_memory(keep_gradients: Collection[str] | None = None) -> None:
         for name in [n for n in registry if n.startswith("CustomGradient-")
                      and (keep_gradients is None or n not in keep_gradients)]:
             registry.pop(name, None)
-    keras.backend.clear_session(free_memory=True)
+    keras.backend.clear_session(free_memory=True)  # one gc.collect() inside
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Exclude what exists now from the cyclic garbage collector while the block runs.
+
+    A trial ends with `gc.collect()`, which otherwise walks every object of
+    TensorFlow, Keras, Optuna and the data: 0.25-0.35 s a trial on 2 cores,
+    more than a 1-epoch rung of a small model trains. What is alive before the
+    sweep outlives its trials anyway; the garbage the trials make is still
+    collected (measured: 0.01-0.03 s a collect). Objects freed by reference
+    counting are freed as usual.
+    """
     gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class Objective:

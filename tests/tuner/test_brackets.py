@@ -115,3 +115,33 @@ def test_bad_bracket_options_are_one_line(tmp_path, pruner, message):
     with pytest.raises(ConfigError) as error:
         load_study(path)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+class _ScriptedObjective:
+    """Scores a configuration by its trial number (higher is better) and records the
+    order of training calls: the schedule alone, without training a model."""
+
+    def __init__(self) -> None:
+        self.config = StudyConfig.model_validate({
+            "name": "scripted", "dataset": "digits", "model": "mlp", "max_epochs": 9,
+            "search_space": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.1}}})
+        self.calls: list[tuple[int, int]] = []
+
+    def train(self, trial, until, resume=None, keep=None):
+        trial.suggest_float("learning_rate", 0.01, 0.1)
+        self.calls.append((trial.number, until))
+        return float(trial.number), object()
+
+
+def test_each_rung_trains_its_best_configuration_first():
+    from descentkit.tuner.brackets import BracketRunner
+    from descentkit.tuner.budget import BudgetLock
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    objective = _ScriptedObjective()
+    bracket = hyperband_brackets(9)[0]
+    assert bracket.rungs == ((9, 1), (3, 3), (1, 9))
+    BracketRunner(study, objective, [bracket], target=9, deadline=None, callbacks=[],
+                  lock=BudgetLock(None, "scripted")).run()
+    assert objective.calls == [(n, 1) for n in range(9)] + [(8, 3), (7, 3), (6, 3), (8, 9)]
+    assert [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE] == [8]

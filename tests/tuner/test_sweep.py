@@ -154,3 +154,21 @@ def test_wrong_metric_in_study_file_exits_2_before_training(cli, small_digits):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("descentkit: error:")
     assert "objective.metric: 'val_f1'" in result.stderr
+
+
+def test_trials_run_with_the_heap_frozen_and_it_is_thawed_after(tmp_path):
+    import gc
+
+    import keras
+
+    seen: list[int] = []
+
+    class FreezeCount(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(gc.get_freeze_count())
+
+    before = gc.get_freeze_count()
+    run_sweep(_config(learning_rate=0.05, batch_size=32), data=_arrays(), build_model=_build, trials=2,
+              storage=str(tmp_path / "s.journal"), callbacks=[FreezeCount()], progress=False, tracking=False)
+    assert len(seen) == 2 and all(count > 0 for count in seen), "the trials' final collect skips the old heap"
+    assert gc.get_freeze_count() == before, "the user's process gets its collector back as it was"

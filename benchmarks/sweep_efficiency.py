@@ -14,12 +14,17 @@ share the machine's state.
 
 Methods:
     descentkit          descentkit's default sweep (TPE, `pruner: brackets`, diagnostics pruning)
+    descentkit-narrow   the same with `narrow_learning_rate: true` (search only the stable band found so far)
     descentkit-median   descentkit with TPE and the median pruner (diagnostics pruning beside it)
     tpe-median          Optuna TPE + MedianPruner via optuna_integration.KerasPruningCallback + TerminateOnNaN
     tpe-hyperband       Optuna TPE + HyperbandPruner (same callbacks)
     random-sh           Optuna random sampling + SuccessiveHalvingPruner
     random              Optuna random sampling, no pruning
     kerastuner          KerasTuner Hyperband (factor 3; needs keras-tuner and tensorboard: pip install -e '.[bench]')
+
+Epochs are counted in optimizer steps (steps trained / steps in an epoch), so a
+trial stopped a few steps into an epoch is charged those steps, not a whole epoch,
+whichever method stopped it.
 
 Prints, per task and method: the cumulative epochs and wall seconds until the
 best validation accuracy so far first reaches each target (median over seeds;
@@ -46,7 +51,7 @@ from typing import Any
 import numpy as np
 
 TARGETS = {"digits": (0.93, 0.95, 0.97), "fashion": (0.78, 0.80, 0.82)}
-METHODS = ("descentkit", "descentkit-median", "tpe-median", "tpe-hyperband", "random-sh", "random", "kerastuner")
+METHODS = ("descentkit", "descentkit-narrow", "descentkit-median", "tpe-median", "tpe-hyperband", "random-sh", "random", "kerastuner")
 SPACE = {
     "learning_rate": {"type": "float", "low": 1e-4, "high": 3.0, "log": True},
     "optimizer": {"type": "categorical", "choices": ["sgd", "momentum", "nesterov"]},
@@ -68,8 +73,8 @@ class Ledger:
 
     def __init__(self, budget: int, metric: str, chance_loss: float) -> None:
         self.budget, self.metric, self.chance_loss = budget, metric, chance_loss
-        self.epochs = 0
-        self.wasted = 0
+        self.epochs = 0.0
+        self.wasted = 0.0
         self.best = -math.inf
         self.curve: list[tuple[int, float, float]] = []  # (epochs, seconds, best so far)
         self.start = time.perf_counter()
@@ -84,11 +89,19 @@ class Ledger:
             def on_train_begin(self, logs=None):
                 self.diverged = False
 
+            def on_epoch_begin(self, epoch, logs=None):
+                self.batches = 0
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.batches += 1
+
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
-                ledger.epochs += 1
+                steps = self.params.get("steps") or self.batches or 1
+                trained = min(1.0, self.batches / steps)
+                ledger.epochs += trained
                 if self.diverged:
-                    ledger.wasted += 1
+                    ledger.wasted += trained
                 loss = float(logs.get("loss", math.nan))
                 if not math.isfinite(loss) or loss > DIVERGED_LOSS_FACTOR * ledger.chance_loss:
                     self.diverged = True
@@ -96,7 +109,7 @@ class Ledger:
                 if math.isfinite(value):
                     ledger.best = max(ledger.best, value)
                 ledger.curve.append((ledger.epochs, time.perf_counter() - ledger.start, ledger.best))
-                if ledger.epochs >= ledger.budget:
+                if ledger.epochs >= ledger.budget - 1e-9:
                     raise BudgetSpent()
 
         return Count()
@@ -110,10 +123,10 @@ def load_task(name: str) -> Any:
     return DATASETS["fashion-mnist"](seed=0, train_size=3000, val_size=1000)
 
 
-def study_config(task: str, max_epochs: int, seed: int, sampler: str, pruner: Any) -> Any:
+def study_config(task: str, max_epochs: int, seed: int, sampler: str, pruner: Any, **extra: Any) -> Any:
     from descentkit.tuner import StudyConfig
 
-    return StudyConfig.model_validate({
+    return StudyConfig.model_validate({**extra,
         "name": f"efficiency-{task}", "dataset": "digits" if task == "digits" else "fashion-mnist",
         "model": {"name": "mlp", "options": {"units": [128, 64]}}, "max_epochs": max_epochs,
         "trials": 100000, "seed": seed, "search_space": SPACE, "sampler": sampler, "pruner": pruner,
@@ -221,6 +234,9 @@ def run_method(method: str, task: str, data: Any, seed: int, budget: int, max_ep
         root = Path(folder)
         if method == "descentkit":
             failed = run_descentkit(study_config(task, max_epochs, seed, "tpe", {"name": "brackets"}), data, ledger, root)
+        elif method == "descentkit-narrow":
+            config = study_config(task, max_epochs, seed, "tpe", {"name": "brackets"}, narrow_learning_rate=True)
+            failed = run_descentkit(config, data, ledger, root)
         elif method == "descentkit-median":
             failed = run_descentkit(study_config(task, max_epochs, seed, "tpe", "median"), data, ledger, root)
         elif method == "kerastuner":
@@ -261,7 +277,7 @@ def print_table(results: list[dict], tasks: list[str], methods: list[str]) -> No
             cells = []
             for t in targets:
                 m = _median_reached(runs, t)
-                cells.append(f"{'-':>16}" if m is None else f"{m[0]:>8.0f} /{m[1]:>5.0f}s")
+                cells.append(f"{'-':>16}" if m is None else f"{m[0]:>8.1f} /{m[1]:>5.0f}s")
             wasted = sum(r["wasted"] for r in runs) / max(1, sum(r["epochs"] for r in runs))
             best = statistics.median(r["best"] for r in runs)
             failed = sum(r["failed"] for r in runs)
@@ -331,9 +347,9 @@ def main(argv: list[str] | None = None) -> int:
             for method in args.methods:
                 result = run_method(method, task, data, seed, args.budget, args.max_epochs)
                 results.append(result)
-                hits = ", ".join(f">={t}: {h[0] if h else '-'}" for t, h in result["reached"].items())
+                hits = ", ".join(f">={t}: {f'{h[0]:.1f}' if h else '-'}" for t, h in result["reached"].items())
                 print(f"[{task} seed {seed}] {method:<18} best {result['best']:.4f} in {result['seconds']:.0f} s; "
-                      f"epochs to {hits}; diverged epochs {result['wasted']}; FAIL {result['failed']}", flush=True)
+                      f"epochs to {hits}; diverged epochs {result['wasted']:.1f}; FAIL {result['failed']}", flush=True)
                 raw.write_text(json.dumps(results))  # nothing lost if the run is cut short
     print_table(results, args.tasks, args.methods)
     figure = raw.with_suffix(".png")

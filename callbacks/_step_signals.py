@@ -155,7 +155,23 @@ class StepSignalRecorder:
         hook = _ApplyHook.of(optimizer)
         hook.recorders.append(self)
         self._hook = hook
+        self._create_variables(list(model.trainable_variables))
         model.make_train_function(force=True)
+
+    def _create_variables(self, variables: list[Any]) -> None:
+        """The buffer and the weight shadows, created now rather than inside the first
+        trace: a `tf.function` that creates variables is traced twice (about 0.3 s
+        a `fit` for a small MLP)."""
+        model_name = getattr(self._model, "name", "")
+        layers = {layer_key(getattr(v, "path", v.name), model_name) for v in variables}
+        if self.layer_names is not None:
+            layers.update(self.layer_names)
+        width = _FIXED_COLUMNS + 2 * len(layers)
+        if self._buffer is None or self._buffer.shape[0] != self._rows or self._buffer.shape[1] < width:
+            self._buffer = tf.Variable(tf.zeros((self._rows, width), tf.float64), trainable=False,
+                                       name="descentkit_step_signals")
+        if self.update_ratio_every:
+            self._shadows_of(variables)
 
     def uninstall(self) -> None:
         """Restore the optimizer's `apply` and rebuild the train function without the wrapper."""
@@ -183,7 +199,9 @@ class StepSignalRecorder:
             self.layer_names = names
             self._segments = {name: i for i, name in enumerate(names)}
         width = _FIXED_COLUMNS + 2 * len(self.layer_names)
-        if self._buffer is None or tuple(self._buffer.shape) != (self._rows, width):
+        # A buffer wider than the row (made before the trace, for every trainable
+        # layer) is kept: rows are padded to its width.
+        if self._buffer is None or self._buffer.shape[0] != self._rows or self._buffer.shape[1] < width:
             with tf.init_scope():
                 self._buffer = tf.Variable(
                     tf.zeros((self._rows, width), tf.float64), trainable=False, name="descentkit_step_signals"
@@ -272,6 +290,9 @@ class StepSignalRecorder:
         else:
             columns.append(tf.fill([n_layers], tf.constant(math.nan, tf.float64)))
         row = tf.concat(columns, axis=0)
+        padding = int(self._buffer.shape[1]) - (_FIXED_COLUMNS + 2 * n_layers)
+        if padding:
+            row = tf.concat([row, tf.zeros([padding], tf.float64)], axis=0)
         index = tf.math.floormod(step, self._rows)
         self._buffer.scatter_update(tf.IndexedSlices(row[None, :], tf.reshape(index, [1])))
 

@@ -95,12 +95,23 @@ def sweep(study: str, trials: int | None, total_trials: int | None, timeout: flo
     except KeyboardInterrupt:
         click.echo("\nInterrupted: finished trials are stored; run the same command to resume.", err=True)
         sys.exit(130)
+    from descentkit.tuner.report import pathology_map
+
+    view = pathology_map(result.study)
     if as_json:
-        click.echo(json.dumps(result.summary.to_dict(), indent=2))
+        click.echo(json.dumps({**result.summary.to_dict(), "pathology": view}, indent=2))
     else:
         click.echo(result.summary.to_text())
+        click.echo(_pathology_lines(view))
         again = f"descentkit results {study}" + (f" --storage {result.summary.storage}" if storage else "")
         click.echo(f"Show again: {again}")
+
+
+def _pathology_lines(view: dict) -> str:
+    """Where in the search space the pathologies were (the pathology map without its title)."""
+    from descentkit.tuner.report import pathology_text
+
+    return "Pathologies:\n" + "\n".join("  " + line for line in pathology_text(view).splitlines()[1:])
 
 
 def _stored_study(study: str, storage: str | None, study_name: str | None):
@@ -135,18 +146,29 @@ _study_name_option = click.option("--study-name", help="Name of the stored study
 @_study_name_option
 @click.option("--json", "as_json", is_flag=True, help="Print every trial as JSON.")
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Best trials to show.")
-def results(study: str, storage: str | None, study_name: str | None, as_json: bool, top: int) -> None:
-    """Print the results of a stored sweep of STUDY again."""
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Also write the pathology map (learning rate against batch size, coloured by outcome) to this PNG.")
+def results(study: str, storage: str | None, study_name: str | None, as_json: bool, top: int, plot: Path | None) -> None:
+    """Print the results of a stored sweep of STUDY again, with where its pathologies were."""
     _, stored, location = _stored_study(study, storage, study_name)
+    from descentkit.tuner.report import pathology_map
     from descentkit.tuner.results import summarize_study, trial_rows
 
     summary = summarize_study(stored, location, top=top)
+    view = pathology_map(stored)
     if as_json:
         payload = summary.to_dict()
+        payload["pathology"] = view
         payload["trials"] = [row.__dict__ for row in trial_rows(stored)]
         click.echo(json.dumps(payload, indent=2))
     else:
         click.echo(summary.to_text(top=top))
+        click.echo(_pathology_lines(view))
+    if plot is not None:
+        from descentkit.tuner.report import plot_pathology_map
+
+        plot_pathology_map(stored).savefig(plot, dpi=100)
+        if not as_json:
+            click.echo(f"Plot: {plot}")
 
 
 @main.command("mlflow-relog")

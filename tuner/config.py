@@ -196,6 +196,10 @@ class StudyConfig(_Strict):
     # Only confident findings end a trial: a warning (say, half the ReLUs of a layer
     # dead after one epoch) often recovers; a critical finding is judged hopeless.
     prune_severity: Literal["warning", "critical"] = "critical"
+    # Search only the learning-rate band the sweep has found stable so far
+    # (tuner/stable_band.py): rates beyond the edges where trials diverged or
+    # stalled are redrawn inside it.
+    narrow_learning_rate: bool = False
 
     _shorthands = field_validator("dataset", "model", "sampler", "pruner", mode="before")(
         classmethod(lambda cls, v: _shorthand(v))
@@ -207,6 +211,14 @@ class StudyConfig(_Strict):
         if low > self.max_epochs:
             raise ValueError(f"pruner.options.min_epochs ({low}) is above max_epochs ({self.max_epochs}); "
                              "lower it or raise max_epochs")
+        return self
+
+    @model_validator(mode="after")
+    def _narrowable(self) -> StudyConfig:
+        rate = self.search_space.get("learning_rate")
+        if self.narrow_learning_rate and not (isinstance(rate, FloatParam) or rate == "auto"):
+            raise ValueError("narrow_learning_rate: true needs learning_rate searched as a range "
+                             "({type: float, low: ..., high: ..., log: true}) or auto")
         return self
 
     @field_validator("prune_on")

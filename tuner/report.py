@@ -112,11 +112,20 @@ def pathology_map(study: Any) -> dict[str, Any]:
             "trials": [t.number for t in members],
             "region": {n: r for n in names if (r := _region(members, n)) is not None},
         }
+    searched = {n: r for n in names if (r := _region(trials, n)) is not None}
+    edges: list[str] = []
+    if "min" in searched.get(LEARNING_RATE, {}):
+        from descentkit.tuner.stable_band import stable_band
+
+        rates = searched[LEARNING_RATE]
+        edges = stable_band(trials, rates["min"], rates["max"]).to_text()
     return {
         "study": study.study_name,
         "n_trials": len(trials),
-        "searched": {n: r for n in names if (r := _region(trials, n)) is not None},
+        "searched": searched,
         "symptoms": symptoms,
+        "learning_rate_edges": edges,
+        "learning_rate_band": study.user_attrs.get("learning_rate_band"),
     }
 
 
@@ -142,6 +151,10 @@ def pathology_text(view: dict[str, Any]) -> str:
         region = ", ".join(f"{n} {_range_text(r)}" for n, r in entry["region"].items())
         trials = ", ".join(f"#{n}" for n in entry["trials"][:20]) + (" ..." if len(entry["trials"]) > 20 else "")
         lines.append(f"{symptom}: {entry['count']} trial(s), {entry['pruned']} pruned for it ({trials}); region: {region}")
+    lines.extend(view.get("learning_rate_edges") or [])
+    band = view.get("learning_rate_band")
+    if band:
+        lines.append(f"narrow_learning_rate: now searching learning_rate {band['low']:.3g}..{band['high']:.3g}")
     if view["searched"]:
         lines.append("Searched: " + ", ".join(f"{n} {_range_text(r)}" for n, r in view["searched"].items()))
     return "\n".join(lines)
@@ -370,6 +383,17 @@ def plot_pathology_map(study: Any) -> Any:
         ax.set_yscale("log", base=2)
         ax.yaxis.set_major_formatter(ScalarFormatter())
     _scatter_by_outcome(ax, points)
+    from descentkit.tuner.stable_band import stable_band
+
+    rates = [p[0] for p in points]
+    band = stable_band(trials, min(rates), max(rates)) if rates else None
+    for edge, colour, label in ((band and band.upper, "tab:red", "diverges at or above"),
+                                (band and band.lower, "tab:brown", "stalls at or below")):
+        if edge is not None:
+            ax.axvline(edge.rate, color=colour, ls="--", lw=1,
+                       label=f"{label} {edge.rate:.3g} ({edge.failed} of {edge.trials})")
+    if band is not None and (band.upper or band.lower):
+        ax.legend(fontsize=8, loc="best")
     ax.set_xscale("log")
     ax.set(xlabel="learning rate", ylabel=ylabel)
     return fig

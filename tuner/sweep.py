@@ -25,7 +25,7 @@ from descentkit.tuner.budget import (
     may_still_need_rerun,
     recover,
 )
-from descentkit.tuner.config import ConfigError, StudyConfig, load_study
+from descentkit.tuner.config import ConfigError, FloatParam, StudyConfig, load_study
 from descentkit.tuner.objective import (
     Objective,
     OptionError,
@@ -52,6 +52,17 @@ _VERSIONED = ("descentkit", "tensorflow", "keras", "optuna", "mlflow", "numpy")
 
 
 def make_sampler(config: StudyConfig, seed: int | None) -> Any:
+    """The study's sampler; with `narrow_learning_rate: true`, wrapped to keep to the stable band."""
+    sampler = _base_sampler(config, seed)
+    rate = config.search_space.get("learning_rate")
+    if config.narrow_learning_rate and isinstance(rate, FloatParam):
+        from descentkit.tuner.stable_band import StableBandSampler
+
+        return StableBandSampler(sampler, rate.low, rate.high, log=rate.log, seed=seed)
+    return sampler
+
+
+def _base_sampler(config: StudyConfig, seed: int | None) -> Any:
     """The study's sampler. TPE is multivariate and grouped (the space is conditional)."""
     import optuna
 

@@ -19,6 +19,7 @@ def test_cli_sweep_runs_resumes_and_reports(cli, small_digits, tmp_path):
     assert first.returncode == 0, first.stderr
     assert "Best trials by val_accuracy" in first.stdout
     assert "descentkit_studies" in first.stdout and (tmp_path / "descentkit_studies" / "digits-small.journal").is_file()
+    assert "Pathologies:" in first.stdout and "Searched: " in first.stdout, "the sweep-level view ends the sweep"
 
     again = cli("sweep", str(small_digits), "--trials", "2", "--quiet")
     assert again.returncode == 0, again.stderr
@@ -29,6 +30,10 @@ def test_cli_sweep_runs_resumes_and_reports(cli, small_digits, tmp_path):
     numbers = [t["number"] for t in payload["trials"]]
     assert numbers == [0, 1, 2, 3, 4], "the second run must add trials to the same study"
     assert sum(payload["counts"].values()) == 5
+    assert payload["pathology"]["n_trials"] == 5 and "learning_rate" in payload["pathology"]["searched"]
+    plotted = cli("results", str(small_digits), "--plot", "map.png")
+    assert plotted.returncode == 0, plotted.stderr
+    assert "Pathologies:" in plotted.stdout and (tmp_path / "map.png").read_bytes()[:4] == b"\x89PNG"
     best = payload["best"][0]
     assert 0.5 < best["value"] <= 1.0, "two epochs of a sane MLP on digits beat chance by far"
     assert {"learning_rate", "batch_size"} <= set(best["params"])

@@ -1,0 +1,148 @@
+"""The learning-rate band a sweep has found stable, and `narrow_learning_rate: true`.
+
+From the finished trials alone: above some learning rate almost every trial
+diverged (or its gradients exploded); below some rate almost every trial
+stalled (or its gradients vanished). `stable_band` finds both edges (at least
+`MIN_EVIDENCE` trials beyond the edge, `MIN_SHARE` of them failing that way),
+so a sweep can say "learning_rate >= 0.41: 9 of 10 trials diverged".
+
+With `narrow_learning_rate: true` in a study file the sweep's sampler is
+wrapped in `StableBandSampler`: a learning rate it proposes outside the band
+found so far is replaced by a log-uniform draw inside it. Proposals inside the
+band are kept as the sampler made them, so TPE's model of the good region is
+untouched; the study's distribution never changes, so every stored trial stays
+comparable. The band in force is stored on the study (`learning_rate_band`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import optuna
+
+LEARNING_RATE = "learning_rate"
+BAND_ATTR = "learning_rate_band"
+UNSTABLE = ("divergence", "exploding_gradients")
+STALLED = ("stalled_training", "vanishing_gradients")
+MIN_EVIDENCE = 2
+MIN_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One edge of the band: at `rate` and beyond, `failed` of `trials` trials failed that way."""
+
+    rate: float
+    failed: int
+    trials: int
+
+
+@dataclass(frozen=True)
+class Band:
+    low: float
+    high: float
+    upper: Edge | None  # the divergence edge, if found
+    lower: Edge | None  # the stall edge, if found
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_text(self) -> list[str]:
+        lines = []
+        if self.upper is not None:
+            lines.append(f"learning_rate >= {self.upper.rate:.3g}: {self.upper.failed} of {self.upper.trials} "
+                         f"trials diverged or their gradients exploded")
+        if self.lower is not None:
+            lines.append(f"learning_rate <= {self.lower.rate:.3g}: {self.lower.failed} of {self.lower.trials} "
+                         f"trials stalled or their gradients vanished")
+        return lines
+
+
+def _pruned_for(trial: Any) -> str | None:
+    return trial.user_attrs.get("prune_reason") if trial.state == optuna.trial.TrialState.PRUNED else None
+
+
+def _edge(points: list[tuple[float, bool]]) -> Edge | None:
+    """`points`: (rate, failed) ordered from the far end inwards. The innermost failing
+    rate such that, from the far end to it, at least MIN_SHARE of the trials failed."""
+    best, failed = None, 0
+    for seen, (rate, bad) in enumerate(points, start=1):
+        failed += bad
+        if bad and failed >= MIN_EVIDENCE and failed >= MIN_SHARE * seen:
+            best = Edge(rate, failed, seen)
+    return best
+
+
+def stable_band(trials: list[Any], low: float, high: float, name: str = LEARNING_RATE) -> Band:
+    """The band inside [low, high] that the finished trials found stable.
+
+    A trial counts against the band only when it was pruned for the symptom
+    (a confident finding), not when it merely showed a warning.
+    """
+    points = [(float(t.params[name]), _pruned_for(t)) for t in trials
+              if t.state.is_finished() and isinstance(t.params.get(name), (int, float))]
+    upper = _edge([(r, reason in UNSTABLE) for r, reason in sorted(points, key=lambda p: -p[0])])
+    lower = _edge([(r, reason in STALLED) for r, reason in sorted(points, key=lambda p: p[0])])
+    band_low = max(low, lower.rate) if lower is not None else low
+    band_high = min(high, upper.rate) if upper is not None else high
+    if band_low >= band_high:  # the edges cross: the evidence contradicts itself; search it all
+        return Band(low, high, upper, lower)
+    return Band(band_low, band_high, upper, lower)
+
+
+class StableBandSampler(optuna.samplers.BaseSampler):
+    """Wraps a sampler: learning rates it proposes outside the stable band are redrawn inside it.
+
+    Args:
+        inner: the study's sampler (TPE, random, ...).
+        low, high, log: the searched learning-rate distribution.
+        seed: for the redraws.
+    """
+
+    def __init__(self, inner: Any, low: float, high: float, log: bool = True, seed: int | None = None,
+                 name: str = LEARNING_RATE) -> None:
+        self.inner, self.low, self.high, self.log, self.name = inner, low, high, log, name
+        self._rng = random.Random(seed)
+        self._stored: tuple[float, float] | None = None
+
+    # -- delegation
+    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+        return self.inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+        params = self.inner.sample_relative(study, trial, search_space)
+        if self.name in params:
+            params = {**params, self.name: self._inside(study, params[self.name])}
+        return params
+
+    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+        value = self.inner.sample_independent(study, trial, param_name, param_distribution)
+        return self._inside(study, value) if param_name == self.name else value
+
+    def before_trial(self, study: Any, trial: Any) -> None:
+        self.inner.before_trial(study, trial)
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+        self._rng.seed()
+
+    # -- the band
+    def band(self, study: Any) -> Band:
+        return stable_band(study.get_trials(deepcopy=False), self.low, self.high, self.name)
+
+    def _inside(self, study: Any, value: float) -> float:
+        band = self.band(study)
+        if (band.low, band.high) != (self.low, self.high) and (band.low, band.high) != self._stored:
+            self._stored = (band.low, band.high)
+            study.set_user_attr(BAND_ATTR, band.to_dict())
+        if band.low <= value <= band.high:
+            return value
+        if self.log:
+            return math.exp(self._rng.uniform(math.log(band.low), math.log(band.high)))
+        return self._rng.uniform(band.low, band.high)

@@ -99,12 +99,15 @@ class BracketRunner:
         deadline: `time.monotonic()` after which no new rung starts.
         callbacks: `callback(study, frozen_trial)` called for every finished trial.
         lock: the study's `BudgetLock`, held while a bracket takes its trials.
+        max_bracket: the most configurations one bracket takes (a worker's share of
+            the budget); a smaller bracket keeps the schedule's ratios.
     """
 
     def __init__(self, study: Any, objective: Any, brackets: list[Bracket], target: int | None,
-                 deadline: float | None, callbacks: list[Any], lock: BudgetLock) -> None:
+                 deadline: float | None, callbacks: list[Any], lock: BudgetLock, max_bracket: int | None = None) -> None:
         self.study, self.objective, self.brackets = study, objective, brackets
         self.target, self.deadline, self.callbacks, self.lock = target, deadline, callbacks, lock
+        self.max_bracket = max_bracket
         self.maximize = objective.config.objective.direction == "maximize"
 
     def _time_left(self) -> bool:
@@ -115,7 +118,7 @@ class BracketRunner:
         while self._time_left():
             bracket = self.brackets[index % len(self.brackets)]
             index += 1
-            trials = self._take(bracket.size)
+            trials = self._take(bracket.size if self.max_bracket is None else min(bracket.size, self.max_bracket))
             if not trials:
                 return
             self._run_bracket(bracket, trials)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import math
 import os
 import platform
 import random
@@ -255,7 +256,7 @@ def limit_threads(threads: int) -> None:
 
 
 def _optimize(study: Any, objective: Objective, target: int | None, timeout: float | None, callbacks: list[Any],
-              lock: BudgetLock | None = None) -> None:
+              lock: BudgetLock | None = None, max_bracket: int | None = None) -> None:
     """Run trials until the budget is spent, then drain: re-run the trials of workers
     that died, waiting while any running trial might still turn out orphaned.
 
@@ -264,13 +265,15 @@ def _optimize(study: Any, objective: Objective, target: int | None, timeout: flo
     the last trial of the budget. The heap alive before the first trial is frozen
     out of the garbage collector meanwhile (`frozen_heap`: the collect that ends
     each trial costs milliseconds instead of a third of a second).
+    `max_bracket` caps the configurations one bracket takes (`pruner: brackets`):
+    a worker's share of the budget, so one worker cannot take it all.
     """
     with frozen_heap():
-        _run_trials(study, objective, target, timeout, callbacks, lock)
+        _run_trials(study, objective, target, timeout, callbacks, lock, max_bracket)
 
 
 def _run_trials(study: Any, objective: Objective, target: int | None, timeout: float | None, callbacks: list[Any],
-                lock: BudgetLock | None) -> None:
+                lock: BudgetLock | None, max_bracket: int | None) -> None:
     # A failed trial is logged by Optuna at WARNING with its traceback; keep it to one line.
     logging.getLogger("optuna").setLevel(logging.ERROR)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -282,7 +285,7 @@ def _run_trials(study: Any, objective: Objective, target: int | None, timeout: f
     if brackets:
         from descentkit.tuner.brackets import BracketRunner
 
-        BracketRunner(study, objective, brackets, target, deadline, callbacks, lock).run()
+        BracketRunner(study, objective, brackets, target, deadline, callbacks, lock, max_bracket).run()
         if target is None:
             return
 
@@ -308,14 +311,15 @@ def _lock_location(storage: str | None, location: str) -> str:
 
 
 def _worker_main(config_json: dict, name: str, storage: str | None, target: int | None,
-                 timeout: float | None, threads: int, index: int) -> None:
+                 timeout: float | None, threads: int, max_bracket: int | None, index: int) -> None:
     """One worker process of `run_sweep(workers=N)`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     limit_threads(threads)
     config = StudyConfig.model_validate(config_json)
     study, location = open_study(config, name, storage, worker_index=index)
     objective = Objective(config, load_dataset(config))
-    _optimize(study, objective, target, timeout, callbacks=[], lock=BudgetLock(_lock_location(storage, location), name))
+    _optimize(study, objective, target, timeout, callbacks=[], lock=BudgetLock(_lock_location(storage, location), name),
+              max_bracket=max_bracket)
 
 
 def _run_workers(config: StudyConfig, name: str, storage: str | None, target: int | None,
@@ -325,7 +329,10 @@ def _run_workers(config: StudyConfig, name: str, storage: str | None, target: in
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
-    args = (config.model_dump(mode="json"), name, storage, target, timeout, threads)
+    # Each worker's brackets hold at most its share of the trials still to run: with
+    # 8 trials and 2 workers, two brackets of 4 run side by side, not one of 8 and an idle worker.
+    share = None if target is None else max(1, math.ceil((target - counted_trials(study)) / workers))
+    args = (config.model_dump(mode="json"), name, storage, target, timeout, threads, share)
     processes = [context.Process(target=_worker_main, args=(*args, i + 1), daemon=False) for i in range(workers)]
     for process in processes:
         process.start()

@@ -145,3 +145,27 @@ def test_each_rung_trains_its_best_configuration_first():
                   lock=BudgetLock(None, "scripted")).run()
     assert objective.calls == [(n, 1) for n in range(9)] + [(8, 3), (7, 3), (6, 3), (8, 9)]
     assert [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE] == [8]
+
+
+def test_a_bracket_takes_at_most_its_workers_share():
+    from descentkit.tuner.brackets import BracketRunner
+    from descentkit.tuner.budget import BudgetLock
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    objective = _ScriptedObjective()
+    BracketRunner(study, objective, hyperband_brackets(9), target=8, deadline=None, callbacks=[],
+                  lock=BudgetLock(None, "scripted"), max_bracket=4).run()
+    # two brackets of 4 (the first cut from 9 keeps its ratios: 4 at 1 epoch, the best 1 on), not one of 8
+    assert objective.calls[:5] == [(0, 1), (1, 1), (2, 1), (3, 1), (3, 3)]
+    assert len(study.trials) == 8 and {n for n, _ in objective.calls[5:]} >= {4, 5, 6, 7}
+
+
+def test_two_workers_share_a_small_bracket_budget(tmp_path, monkeypatch):
+    from descentkit.tuner.budget import WORKER_ATTR
+
+    monkeypatch.chdir(tmp_path)
+    config = _study(tmp_path, trials=4)  # its first bracket: 4 configurations
+    result = run_sweep(config, workers=2, progress=False, tracking=False)
+    trials = result.study.trials
+    assert len(trials) == 4 and all(t.state.is_finished() for t in trials)
+    assert len({t.user_attrs[WORKER_ATTR] for t in trials}) == 2, "each worker ran a bracket of its share"

@@ -15,6 +15,8 @@ share the machine's state.
 Methods:
     descentkit          descentkit's default sweep (TPE, `pruner: brackets`, diagnostics pruning)
     descentkit-narrow   the same with `narrow_learning_rate: true` (search only the stable band found so far)
+    descentkit-auto     the same with `learning_rate: auto` (the range test sets the searched range;
+                        the test's steps are charged to the budget like any other training)
     descentkit-median   descentkit with TPE and the median pruner (diagnostics pruning beside it)
     tpe-median          Optuna TPE + MedianPruner via optuna_integration.KerasPruningCallback + TerminateOnNaN
     tpe-hyperband       Optuna TPE + HyperbandPruner (same callbacks)
@@ -51,7 +53,7 @@ from typing import Any
 import numpy as np
 
 TARGETS = {"digits": (0.93, 0.95, 0.97), "fashion": (0.78, 0.80, 0.82)}
-METHODS = ("descentkit", "descentkit-narrow", "descentkit-median", "tpe-median", "tpe-hyperband", "random-sh", "random", "kerastuner")
+METHODS = ("descentkit", "descentkit-narrow", "descentkit-auto", "descentkit-median", "tpe-median", "tpe-hyperband", "random-sh", "random", "kerastuner")
 SPACE = {
     "learning_rate": {"type": "float", "low": 1e-4, "high": 3.0, "log": True},
     "optimizer": {"type": "categorical", "choices": ["sgd", "momentum", "nesterov"]},
@@ -134,13 +136,26 @@ def study_config(task: str, max_epochs: int, seed: int, sampler: str, pruner: An
 
 
 def run_descentkit(config: Any, data: Any, ledger: Ledger, root: Path) -> int:
+    import descentkit.tuner.lr_find as lr_find
     from descentkit.tuner import run_sweep
 
+    range_test = lr_find.lr_range_test
+
+    def charged_range_test(config: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        """`learning_rate: auto`'s range test, its steps charged to the budget."""
+        result = range_test(config, data, *args, **kwargs)
+        batch = int(kwargs.get("batch_size") or lr_find.representative_params(config.search_space)["batch_size"])
+        ledger.epochs += len(result.learning_rates) / math.ceil(len(data.x_train) / batch)
+        return result
+
+    lr_find.lr_range_test = charged_range_test
     try:
         run_sweep(config, data=data, storage=str(root / "dk.journal"), callbacks=[ledger.callback],
                   progress=False, tracking=False)
     except BudgetSpent:
         pass
+    finally:
+        lr_find.lr_range_test = range_test
     import optuna
 
     from descentkit.tuner.storage import open_storage
@@ -236,6 +251,10 @@ def run_method(method: str, task: str, data: Any, seed: int, budget: int, max_ep
             failed = run_descentkit(study_config(task, max_epochs, seed, "tpe", {"name": "brackets"}), data, ledger, root)
         elif method == "descentkit-narrow":
             config = study_config(task, max_epochs, seed, "tpe", {"name": "brackets"}, narrow_learning_rate=True)
+            failed = run_descentkit(config, data, ledger, root)
+        elif method == "descentkit-auto":
+            config = study_config(task, max_epochs, seed, "tpe", {"name": "brackets"})
+            config = config.model_copy(update={"search_space": {**config.search_space, "learning_rate": "auto"}})
             failed = run_descentkit(config, data, ledger, root)
         elif method == "descentkit-median":
             failed = run_descentkit(study_config(task, max_epochs, seed, "tpe", "median"), data, ledger, root)

@@ -12,7 +12,8 @@ Cleanup modes (`--modes`, each run in its own subprocess so that none inherits
 another's heap):
     tuner          the tuner's own `free_keras_memory`: clear_session, GC, and
                    dropping the custom-gradient registrations TensorFlow keeps
-                   for every traced train step (the leak);
+                   for every traced train step (the leak), with the pre-sweep
+                   heap frozen out of the collector as a sweep runs it;
     clear_session  clear_session(free_memory=True) and GC only;
     none           no cleanup (the baseline).
 
@@ -30,6 +31,7 @@ Needs psutil (`pip install descentkit[bench]`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -97,7 +99,11 @@ def run_one(trials: int, mode: str, seed: int) -> dict:
 
     study = optuna.create_study(direction=config.objective.direction, sampler=make_sampler(config, seed))
     start = time.perf_counter()
-    study.optimize(objective, n_trials=trials, callbacks=[record], catch=(Exception,), gc_after_trial=False)
+    # A sweep runs its trials with the pre-sweep heap frozen out of the collector
+    # (tuner.sweep._optimize); so does the tuner's mode here.
+    heap = objective_module.frozen_heap() if mode == "tuner" else contextlib.nullcontext()
+    with heap:
+        study.optimize(objective, n_trials=trials, callbacks=[record], catch=(Exception,), gc_after_trial=False)
     seconds = time.perf_counter() - start
 
     def at(i: int) -> float:

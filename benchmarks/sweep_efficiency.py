@@ -78,7 +78,7 @@ class Ledger:
         self.epochs = 0.0
         self.wasted = 0.0
         self.best = -math.inf
-        self.curve: list[tuple[int, float, float]] = []  # (epochs, seconds, best so far)
+        self.curve: list[tuple[float, float, float]] = []  # (epochs, seconds, best so far)
         self.start = time.perf_counter()
         self.callback = self._make_callback()
 

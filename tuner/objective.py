@@ -186,11 +186,12 @@ def build_training_state(model: Any, data: Dataset) -> None:
     if optimizer is None:
         return
     try:
-        if not getattr(optimizer, "built", False):
-            optimizer.build(model.trainable_variables)
         x, y = data.x_train[:2], data.y_train[:2]
-        model.compute_metrics(x, y, model(x, training=False), sample_weight=None)
-    except Exception:  # a user's compile: leave it to Keras
+        predicted = model(x, training=False)  # first: a model built without an input shape gets its weights
+        if not getattr(optimizer, "built", False) and model.trainable_variables:
+            optimizer.build(model.trainable_variables)
+        model.compute_metrics(x, y, predicted, sample_weight=None)
+    except Exception:  # a user's model or compile this does not fit: leave it to Keras
         pass
     finally:
         model.reset_metrics()
@@ -240,8 +241,11 @@ def frozen_heap() -> Iterator[None]:
     more than a 1-epoch rung of a small model trains. What is alive before the
     sweep outlives its trials anyway; the garbage the trials make is still
     collected (measured: 0.01-0.03 s a collect). Objects freed by reference
-    counting are freed as usual.
+    counting are freed as usual. A heap the caller froze already is left alone.
     """
+    if gc.get_freeze_count():  # the caller froze its own heap: leave the collector as it is
+        yield
+        return
     gc.collect()
     gc.freeze()
     try:

@@ -153,7 +153,7 @@ def pathology_text(view: dict[str, Any]) -> str:
         lines.append(f"{symptom}: {entry['count']} trial(s), {entry['pruned']} pruned for it ({trials}); region: {region}")
     lines.extend(view.get("learning_rate_edges") or [])
     band = view.get("learning_rate_band")
-    if band:
+    if band and band.get("narrowed"):
         lines.append(f"narrow_learning_rate: now searching learning_rate {band['low']:.3g}..{band['high']:.3g}")
     if view["searched"]:
         lines.append("Searched: " + ", ".join(f"{n} {_range_text(r)}" for n, r in view["searched"].items()))

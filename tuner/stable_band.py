@@ -12,6 +12,12 @@ found so far is replaced by a log-uniform draw inside it. Proposals inside the
 band are kept as the sampler made them, so TPE's model of the good region is
 untouched; the study's distribution never changes, so every stored trial stays
 comparable. The band in force is stored on the study (`learning_rate_band`).
+
+The band is in the raw learning rate. With momentum searched too, the step a
+rate takes differs by up to 1 / (1 - momentum): divergences of high-momentum
+trials can set an edge below rates that plain SGD trains well at. An edge needs
+at least 80 % of the trials beyond it to have failed, so such SGD trials keep it
+from forming unless the failures outnumber them four to one.
 """
 
 from __future__ import annotations
@@ -96,17 +102,20 @@ def stable_band(trials: list[Any], low: float, high: float, name: str = LEARNING
 class StableBandSampler(optuna.samplers.BaseSampler):
     """Wraps a sampler: learning rates it proposes outside the stable band are redrawn inside it.
 
+    The band is read from every finished trial of the study (not only those a
+    pruner shows the sampler) and kept within the distribution being sampled,
+    whose `log` and `step` the redraws follow.
+
     Args:
         inner: the study's sampler (TPE, random, ...).
-        low, high, log: the searched learning-rate distribution.
         seed: for the redraws.
+        name: the parameter to keep in its band.
     """
 
-    def __init__(self, inner: Any, low: float, high: float, log: bool = True, seed: int | None = None,
-                 name: str = LEARNING_RATE) -> None:
-        self.inner, self.low, self.high, self.log, self.name = inner, low, high, log, name
+    def __init__(self, inner: Any, seed: int | None = None, name: str = LEARNING_RATE) -> None:
+        self.inner, self.name = inner, name
         self._rng = random.Random(seed)
-        self._stored: tuple[float, float] | None = None
+        self._stored: dict[str, Any] | None = None
 
     # -- delegation
     def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
@@ -114,13 +123,13 @@ class StableBandSampler(optuna.samplers.BaseSampler):
 
     def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
         params = self.inner.sample_relative(study, trial, search_space)
-        if self.name in params:
-            params = {**params, self.name: self._inside(study, params[self.name])}
+        if self.name in params and self.name in search_space:
+            params = {**params, self.name: self._inside(study, params[self.name], search_space[self.name])}
         return params
 
     def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
         value = self.inner.sample_independent(study, trial, param_name, param_distribution)
-        return self._inside(study, value) if param_name == self.name else value
+        return self._inside(study, value, param_distribution) if param_name == self.name else value
 
     def before_trial(self, study: Any, trial: Any) -> None:
         self.inner.before_trial(study, trial)
@@ -133,16 +142,25 @@ class StableBandSampler(optuna.samplers.BaseSampler):
         self._rng.seed()
 
     # -- the band
-    def band(self, study: Any) -> Band:
-        return stable_band(study.get_trials(deepcopy=False), self.low, self.high, self.name)
-
-    def _inside(self, study: Any, value: float) -> float:
-        band = self.band(study)
-        if (band.low, band.high) != (self.low, self.high) and (band.low, band.high) != self._stored:
-            self._stored = (band.low, band.high)
-            study.set_user_attr(BAND_ATTR, band.to_dict())
-        if band.low <= value <= band.high:
+    def _inside(self, study: Any, value: Any, distribution: Any) -> Any:
+        if not isinstance(distribution, optuna.distributions.FloatDistribution):
             return value
-        if self.log:
-            return math.exp(self._rng.uniform(math.log(band.low), math.log(band.high)))
-        return self._rng.uniform(band.low, band.high)
+        # A pruner may hand the sampler a view of the study (Hyperband: one bracket's
+        # trials, and no user attributes): read and write through the storage.
+        storage, study_id = study._storage, study._study_id
+        band = stable_band(storage.get_all_trials(study_id, deepcopy=False),
+                           distribution.low, distribution.high, self.name)
+        record = {**band.to_dict(), "narrowed": (band.low, band.high) != (distribution.low, distribution.high)}
+        if record != self._stored:
+            self._stored = record
+            storage.set_study_user_attr(study_id, BAND_ATTR, record)
+        if band.low <= value <= band.high or not record["narrowed"]:
+            return value
+        if distribution.log:
+            drawn = math.exp(self._rng.uniform(math.log(band.low), math.log(band.high)))
+        else:
+            drawn = self._rng.uniform(band.low, band.high)
+        if distribution.step is not None:  # back on the distribution's grid, inside its range
+            steps = round((drawn - distribution.low) / distribution.step)
+            drawn = min(distribution.high, max(distribution.low, distribution.low + steps * distribution.step))
+        return drawn

@@ -59,7 +59,7 @@ def make_sampler(config: StudyConfig, seed: int | None) -> Any:
     if config.narrow_learning_rate and isinstance(rate, FloatParam):
         from descentkit.tuner.stable_band import StableBandSampler
 
-        return StableBandSampler(sampler, rate.low, rate.high, log=rate.log, seed=seed)
+        return StableBandSampler(sampler, seed=seed)
     return sampler
 
 

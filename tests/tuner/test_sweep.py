@@ -177,3 +177,15 @@ def test_trials_run_with_the_heap_frozen_and_it_is_thawed_after(tmp_path):
               storage=str(tmp_path / "s.journal"), callbacks=[FreezeCount()], progress=False, tracking=False)
     assert len(seen) == 2 and all(count > 0 for count in seen), "the trials' final collect skips the old heap"
     assert gc.get_freeze_count() == before, "the user's process gets its collector back as it was"
+
+
+def test_a_model_built_without_an_input_shape_trains(tmp_path):
+    import keras
+
+    def unbuilt(params):  # no keras.Input: the weights exist only after the first call
+        return keras.Sequential([keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+
+    result = run_sweep(_config(learning_rate=0.05, batch_size=32), data=_arrays(), build_model=unbuilt, trials=1,
+                       storage=str(tmp_path / "s.journal"), progress=False, tracking=False)
+    (trial,) = result.study.trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs.get("error_message")

@@ -95,7 +95,7 @@ class Ledger:
                 self.batches = 0
 
             def on_train_batch_end(self, batch, logs=None):
-                self.batches += 1
+                self.batches = batch + 1  # the last step run: right with steps_per_execution > 1 too
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}

@@ -166,10 +166,7 @@ class StepSignalRecorder:
         layers = {layer_key(getattr(v, "path", v.name), model_name) for v in variables}
         if self.layer_names is not None:
             layers.update(self.layer_names)
-        width = _FIXED_COLUMNS + 2 * len(layers)
-        if self._buffer is None or self._buffer.shape[0] != self._rows or self._buffer.shape[1] < width:
-            self._buffer = tf.Variable(tf.zeros((self._rows, width), tf.float64), trainable=False,
-                                       name="descentkit_step_signals")
+        self._ensure_buffer(_FIXED_COLUMNS + 2 * len(layers))
         if self.update_ratio_every:
             self._shadows_of(variables)
 
@@ -198,9 +195,11 @@ class StepSignalRecorder:
                     names.append(key)
             self.layer_names = names
             self._segments = {name: i for i, name in enumerate(names)}
-        width = _FIXED_COLUMNS + 2 * len(self.layer_names)
-        # A buffer wider than the row (made before the trace, for every trainable
-        # layer) is kept: rows are padded to its width.
+        self._ensure_buffer(_FIXED_COLUMNS + 2 * len(self.layer_names))
+
+    def _ensure_buffer(self, width: int) -> None:
+        """A ring buffer of `self._rows` rows and at least `width` columns. A wider one
+        (made before the trace, for every trainable layer) is kept: rows are padded to it."""
         if self._buffer is None or self._buffer.shape[0] != self._rows or self._buffer.shape[1] < width:
             with tf.init_scope():
                 self._buffer = tf.Variable(

@@ -111,7 +111,7 @@ def _pathology_lines(view: dict) -> str:
     """Where in the search space the pathologies were (the pathology map without its title)."""
     from descentkit.tuner.report import pathology_text
 
-    return "Pathologies:\n" + "\n".join("  " + line for line in pathology_text(view).splitlines()[1:])
+    return "Pathologies:\n" + "\n".join("  " + line for line in pathology_text(view, title=False).splitlines())
 
 
 def _stored_study(study: str, storage: str | None, study_name: str | None):

@@ -114,9 +114,9 @@ def pathology_map(study: Any) -> dict[str, Any]:
         }
     searched = {n: r for n in names if (r := _region(trials, n)) is not None}
     edges: list[str] = []
-    if "min" in searched.get(LEARNING_RATE, {}):
-        from descentkit.tuner.stable_band import stable_band
+    from descentkit.tuner.stable_band import BAND_ATTR, stable_band
 
+    if "min" in searched.get(LEARNING_RATE, {}):
         rates = searched[LEARNING_RATE]
         edges = stable_band(trials, rates["min"], rates["max"]).to_text()
     return {
@@ -125,7 +125,7 @@ def pathology_map(study: Any) -> dict[str, Any]:
         "searched": searched,
         "symptoms": symptoms,
         "learning_rate_edges": edges,
-        "learning_rate_band": study.user_attrs.get("learning_rate_band"),
+        "learning_rate_band": study.user_attrs.get(BAND_ATTR),
     }
 
 
@@ -142,9 +142,9 @@ def _range_text(region: dict[str, Any]) -> str:
     return low if low == high else f"{low}..{high}"
 
 
-def pathology_text(view: dict[str, Any]) -> str:
+def pathology_text(view: dict[str, Any], title: bool = True) -> str:
     """The pathology map as lines of text: one per symptom with the region it appeared in."""
-    lines = [f"Study {view['study']!r}: {view['n_trials']} finished trial(s)"]
+    lines = [f"Study {view['study']!r}: {view['n_trials']} finished trial(s)"] if title else []
     if not view["symptoms"]:
         lines.append("No training pathologies found.")
     for symptom, entry in view["symptoms"].items():

@@ -29,6 +29,8 @@ from typing import Any
 
 import optuna
 
+from descentkit.tuner.report import pathology
+
 LEARNING_RATE = "learning_rate"
 BAND_ATTR = "learning_rate_band"
 UNSTABLE = ("divergence", "exploding_gradients")
@@ -67,10 +69,6 @@ class Band:
         return lines
 
 
-def _pruned_for(trial: Any) -> str | None:
-    return trial.user_attrs.get("prune_reason") if trial.state == optuna.trial.TrialState.PRUNED else None
-
-
 def _edge(points: list[tuple[float, bool]]) -> Edge | None:
     """`points`: (rate, failed) ordered from the far end inwards. The innermost failing
     rate such that, from the far end to it, at least MIN_SHARE of the trials failed."""
@@ -88,7 +86,7 @@ def stable_band(trials: list[Any], low: float, high: float, name: str = LEARNING
     A trial counts against the band only when it was pruned for the symptom
     (a confident finding), not when it merely showed a warning.
     """
-    points = [(float(t.params[name]), _pruned_for(t)) for t in trials
+    points = [(float(t.params[name]), pathology(t)) for t in trials
               if t.state.is_finished() and isinstance(t.params.get(name), (int, float))]
     upper = _edge([(r, reason in UNSTABLE) for r, reason in sorted(points, key=lambda p: -p[0])])
     lower = _edge([(r, reason in STALLED) for r, reason in sorted(points, key=lambda p: p[0])])

@@ -138,7 +138,13 @@ class BracketRunner:
         scale = len(trials) / bracket.size  # a bracket cut short by the budget keeps the same ratios
         alive = {t.number: t for t in trials}
         checkpoints: dict[int, Any] = {}
-        values: dict[int, float] = {}
+        values: dict[int, float] = {}  # each configuration's value at the end of its latest rung
+        # The leader: after the first rung, its best configuration trains straight on
+        # to max_epochs, so the sweep has a fully trained good model (and TPE a
+        # COMPLETE trial) after one rung instead of after the whole bracket. Its
+        # value at each later rung's epoch still takes part in that rung's ranking,
+        # and holds a place among the survivors while it ranks among them.
+        leader: dict[int, float] = {}  # its value at each later rung's level
         with tempfile.TemporaryDirectory(prefix="descentkit-bracket-") as folder:
             for level, (_, until) in enumerate(bracket.rungs):
                 last = level == len(bracket.rungs) - 1
@@ -146,34 +152,64 @@ class BracketRunner:
                     if not self._time_left():
                         break
                     keep = None if last else str(Path(folder) / f"trial-{number}.npz")
-                    try:
-                        values[number], checkpoints[number] = self.objective.train(
-                            trial, until, resume=checkpoints.get(number), keep=keep)
-                    except optuna.TrialPruned:
-                        self._tell(trial, State.PRUNED)
-                        del alive[number]
-                    except Exception:  # recorded on the trial by the objective; the sweep goes on
-                        self._tell(trial, State.FAIL)
+                    if not self._train(trial, until, checkpoints, values, keep):
                         del alive[number]
                 if not self._time_left():  # the deadline: what has a value completes, the rest is pruned
-                    for number, trial in alive.items():
-                        if number not in values:
-                            trial.set_user_attr("prune_reason", TIMEOUT)
-                        self._tell(trial, State.COMPLETE if number in values else State.PRUNED, values.get(number))
+                    self._end_at_deadline(alive, values)
                     return
                 if last:
                     for number, trial in alive.items():
                         self._tell(trial, State.COMPLETE, values[number])
                     return
                 keep_n = max(1, int(round(bracket.rungs[level + 1][0] * scale)))
-                ranked = sorted(alive, key=lambda n: values[n], reverse=self.maximize)
+                ranked = sorted([*alive, *leader], key=lambda n: values[n] if n in alive else leader[n][level],
+                                reverse=self.maximize)
                 for number in ranked[keep_n:]:
-                    alive[number].set_user_attr("prune_reason", HALVED)
-                    self._tell(alive.pop(number), State.PRUNED)
+                    if number in alive:
+                        alive[number].set_user_attr("prune_reason", HALVED)
+                        self._tell(alive.pop(number), State.PRUNED)
                 # The next rung trains the best first: a good configuration reaches
                 # its longer budget as early as possible (anytime performance), and a
                 # timeout that cuts the rung short has spent it on the best.
-                alive = {number: alive[number] for number in ranked[:keep_n]}
+                alive = {number: alive[number] for number in ranked[:keep_n] if number in alive}
+                if level == 0 and alive and self._time_left():
+                    number = next(iter(alive))
+                    trial = alive.pop(number)
+                    if not self._train(trial, bracket.rungs[-1][1], checkpoints, values, None):
+                        continue  # pruned or failed on its way: the halving goes on without it
+                    leader[number] = self._values_at_rungs(trial, bracket)
+                    self._tell(trial, State.COMPLETE, values[number])
+
+    def _train(self, trial: Any, until: int, checkpoints: dict[int, Any], values: dict[int, float],
+               keep: str | None) -> bool:
+        """Train `trial` to epoch `until`; False (and the trial told) when it ended PRUNED or FAIL."""
+        number = trial.number
+        try:
+            values[number], checkpoints[number] = self.objective.train(
+                trial, until, resume=checkpoints.get(number), keep=keep)
+            return True
+        except optuna.TrialPruned:
+            self._tell(trial, State.PRUNED)
+        except Exception:  # recorded on the trial by the objective; the sweep goes on
+            self._tell(trial, State.FAIL)
+        return False
+
+    def _values_at_rungs(self, trial: Any, bracket: Bracket) -> dict[int, float]:
+        """A trial's best value so far at the end of each rung's epochs (from its stored history)."""
+        metric = self.objective.config.objective.metric
+        series = [float(v) for v in trial.user_attrs.get("history", {}).get(metric, [])]
+        best = max if self.maximize else min
+        at = {}
+        for level, (_, until) in enumerate(bracket.rungs):
+            finite = [v for v in series[:until] if math.isfinite(v)]
+            at[level] = best(finite) if finite else (-math.inf if self.maximize else math.inf)
+        return at
+
+    def _end_at_deadline(self, alive: dict[int, Any], values: dict[int, float]) -> None:
+        for number, trial in alive.items():
+            if number not in values:
+                trial.set_user_attr("prune_reason", TIMEOUT)
+            self._tell(trial, State.COMPLETE if number in values else State.PRUNED, values.get(number))
 
     def _tell(self, trial: Any, state: Any, value: float | None = None) -> None:
         frozen = self.study.tell(trial, value if state == State.COMPLETE else None, state=state)

@@ -41,24 +41,25 @@ def test_promoted_trials_resume_from_their_checkpoint(tmp_path, monkeypatch):
     result = run_sweep(_study(tmp_path), progress=False, tracking=False)
     trials = result.study.trials
     assert len(trials) == 4, "the trial budget counts configurations"
-    states = [t.state for t in trials]
-    assert states.count(optuna.trial.TrialState.COMPLETE) == 1 and states.count(optuna.trial.TrialState.PRUNED) == 3
-    # the first bracket: 4 at 1 epoch, 2 continue to 2, 1 to 4
-    assert sorted(t.user_attrs["epochs_trained"] for t in trials) == [1, 1, 2, 4]
     for t in trials:
         # one report per epoch, numbered on across rungs: a resumed trial did not start again at 0
         assert sorted(t.intermediate_values) == list(range(t.user_attrs["epochs_trained"]))
         assert len(t.user_attrs["history"]["loss"]) == t.user_attrs["epochs_trained"]
-    halved = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
-    assert all(t.user_attrs["prune_reason"] == "pruner" for t in halved)
-    winner = next(t for t in trials if t.state == optuna.trial.TrialState.COMPLETE)
-    assert winner.value == max(winner.intermediate_values.values())
-    # dropped at rung 1 only if worse than both survivors there
-    survivors = [t for t in trials if t.user_attrs["epochs_trained"] >= 2]
-    for t in trials:
-        if t.user_attrs["epochs_trained"] == 1:
-            assert all(t.intermediate_values[0] <= s.intermediate_values[0] for s in survivors)
-    loss = winner.user_attrs["history"]["loss"]
+    # the first bracket: 4 at 1 epoch, the best 2 go on; the leader of the two straight to 4
+    first = sorted(trials, key=lambda t: t.intermediate_values[0], reverse=True)
+    leader, second = first[0], first[1]
+    assert leader.state == optuna.trial.TrialState.COMPLETE and leader.user_attrs["epochs_trained"] == 4
+    assert leader.value == max(leader.intermediate_values.values())
+    for t in first[2:]:  # dropped after 1 epoch
+        assert t.state == optuna.trial.TrialState.PRUNED and t.user_attrs["prune_reason"] == "pruner"
+        assert t.user_attrs["epochs_trained"] == 1
+    # the second trains to 2 epochs and goes on to 4 only if it beats the leader's best at epoch 2
+    at_2 = max(leader.intermediate_values[0], leader.intermediate_values[1])
+    if max(second.intermediate_values[0], second.intermediate_values[1]) > at_2:
+        assert second.state == optuna.trial.TrialState.COMPLETE and second.user_attrs["epochs_trained"] == 4
+    else:
+        assert second.state == optuna.trial.TrialState.PRUNED and second.user_attrs["epochs_trained"] == 2
+    loss = leader.user_attrs["history"]["loss"]
     assert loss[1] < loss[0] and loss[3] < loss[0], "training went on from the checkpoint"
 
 
@@ -118,33 +119,64 @@ def test_bad_bracket_options_are_one_line(tmp_path, pruner, message):
 
 
 class _ScriptedObjective:
-    """Scores a configuration by its trial number (higher is better) and records the
-    order of training calls: the schedule alone, without training a model."""
+    """Scores a configuration by `score(trial number, epoch)` (higher is better; by
+    default its trial number) and records the order of training calls: the
+    schedule alone, without training a model."""
 
-    def __init__(self) -> None:
+    def __init__(self, score=lambda number, epoch: float(number)) -> None:
         self.config = StudyConfig.model_validate({
             "name": "scripted", "dataset": "digits", "model": "mlp", "max_epochs": 9,
             "search_space": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.1}}})
+        self.score = score
         self.calls: list[tuple[int, int]] = []
 
     def train(self, trial, until, resume=None, keep=None):
         trial.suggest_float("learning_rate", 0.01, 0.1)
         self.calls.append((trial.number, until))
-        return float(trial.number), object()
+        series = [self.score(trial.number, epoch) for epoch in range(1, until + 1)]
+        trial.set_user_attr("history", {"val_accuracy": series})
+        return max(series), object()
 
 
-def test_each_rung_trains_its_best_configuration_first():
+def _run_one_bracket(objective):
     from descentkit.tuner.brackets import BracketRunner
     from descentkit.tuner.budget import BudgetLock
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
-    objective = _ScriptedObjective()
     bracket = hyperband_brackets(9)[0]
     assert bracket.rungs == ((9, 1), (3, 3), (1, 9))
     BracketRunner(study, objective, [bracket], target=9, deadline=None, callbacks=[],
                   lock=BudgetLock(None, "scripted")).run()
-    assert objective.calls == [(n, 1) for n in range(9)] + [(8, 3), (7, 3), (6, 3), (8, 9)]
+    return study
+
+
+def test_the_first_rungs_leader_trains_to_the_end_first():
+    objective = _ScriptedObjective()
+    study = _run_one_bracket(objective)
+    # all 9 for 1 epoch; the leader (8) straight on to 9 epochs, from its checkpoint;
+    # then the next two to 3 epochs, where the leader's value at epoch 3 still ranks first
+    assert objective.calls == [(n, 1) for n in range(9)] + [(8, 9), (7, 3), (6, 3)]
     assert [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE] == [8]
+    assert study.best_trial.number == 8 and study.best_value == 8.0
+    halved = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(halved) == 8 and all(t.user_attrs["prune_reason"] == "pruner" for t in halved)
+
+
+def test_a_configuration_that_overtakes_the_leader_goes_on_too():
+    # 8 leads after 1 epoch and then stalls; 6 starts slower and is best by epoch 3
+    def score(number, epoch):
+        if number == 8:
+            return 0.80
+        if number == 6:
+            return min(0.95, 0.74 + 0.05 * (epoch - 1))
+        return 0.5 + 0.04 * number
+
+    objective = _ScriptedObjective(score)
+    study = _run_one_bracket(objective)
+    assert objective.calls[9:] == [(8, 9), (7, 3), (6, 3), (6, 9)]
+    complete = {t.number: t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert complete == {8: 0.80, 6: 0.95}
+    assert study.trials[7].state == optuna.trial.TrialState.PRUNED, "below both at epoch 3"
 
 
 def test_a_bracket_takes_at_most_its_workers_share():
@@ -156,7 +188,7 @@ def test_a_bracket_takes_at_most_its_workers_share():
     BracketRunner(study, objective, hyperband_brackets(9), target=8, deadline=None, callbacks=[],
                   lock=BudgetLock(None, "scripted"), max_bracket=4).run()
     # two brackets of 4 (the first cut from 9 keeps its ratios: 4 at 1 epoch, the best 1 on), not one of 8
-    assert objective.calls[:5] == [(0, 1), (1, 1), (2, 1), (3, 1), (3, 3)]
+    assert objective.calls[:5] == [(0, 1), (1, 1), (2, 1), (3, 1), (3, 9)]
     assert len(study.trials) == 8 and {n for n, _ in objective.calls[5:]} >= {4, 5, 6, 7}
 
 

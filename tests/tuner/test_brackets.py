@@ -179,6 +179,21 @@ def test_a_configuration_that_overtakes_the_leader_goes_on_too():
     assert study.trials[7].state == optuna.trial.TrialState.PRUNED, "below both at epoch 3"
 
 
+def test_a_leader_pruned_on_its_way_leaves_the_halving_to_the_rest():
+    class LeaderDiverges(_ScriptedObjective):
+        def train(self, trial, until, resume=None, keep=None):
+            value = super().train(trial, until, resume, keep)
+            if trial.number == 8 and until > 1:
+                raise optuna.TrialPruned("divergence")
+            return value
+
+    objective = LeaderDiverges()
+    study = _run_one_bracket(objective)
+    assert objective.calls[9:] == [(8, 9), (7, 3), (6, 3), (7, 9)]
+    assert study.trials[8].state == optuna.trial.TrialState.PRUNED
+    assert [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE] == [7]
+
+
 def test_a_bracket_takes_at_most_its_workers_share():
     from descentkit.tuner.brackets import BracketRunner
     from descentkit.tuner.budget import BudgetLock

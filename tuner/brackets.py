@@ -146,12 +146,9 @@ class BracketRunner:
         alive = {t.number: t for t in trials}
         checkpoints: dict[int, Any] = {}
         values: dict[int, float] = {}  # each configuration's value at the end of its latest rung
-        # The leader: after the first rung, its best configuration trains straight on
-        # to max_epochs, so the sweep has a fully trained good model (and TPE a
-        # COMPLETE trial) after one rung instead of after the whole bracket. Its
-        # value at each later rung's epoch still takes part in that rung's ranking,
-        # and holds a place among the survivors while it ranks among them.
-        leader: dict[int, dict[int, float]] = {}  # the leader's value at each rung's level
+        # The first rung's leader, trained on to max_epochs (module docstring): its
+        # value at each rung's epoch, ranked with the others at that rung.
+        leader: dict[int, dict[int, float]] = {}
         with tempfile.TemporaryDirectory(prefix="descentkit-bracket-") as folder:
             for level, (_, until) in enumerate(bracket.rungs):
                 last = level == len(bracket.rungs) - 1
@@ -179,7 +176,7 @@ class BracketRunner:
                 # its longer budget as early as possible (anytime performance), and a
                 # timeout that cuts the rung short has spent it on the best.
                 alive = {number: alive[number] for number in ranked[:keep_n] if number in alive}
-                if level == 0 and alive and self._time_left():
+                if level == 0 and alive:  # the deadline was checked above
                     number = next(iter(alive))
                     trial = alive.pop(number)
                     if not self._train(trial, bracket.rungs[-1][1], checkpoints, values, None):

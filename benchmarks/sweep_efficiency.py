@@ -13,7 +13,9 @@ is spent. Methods run one after another in this process, seed by seed, so they
 share the machine's state.
 
 Methods:
-    descentkit          descentkit's default sweep (TPE, `pruner: brackets`, diagnostics pruning)
+    descentkit          descentkit's default sweep (TPE, `pruner: brackets`, the first trial from a range
+                        test, diagnostics pruning; the test's steps are charged to the budget)
+    descentkit-sampler  the same with `first_trial: sampler` (every trial from the sampler)
     descentkit-narrow   the same with `narrow_learning_rate: true` (search only the stable band found so far)
     descentkit-auto     the same with `learning_rate: auto` (the range test sets the searched range;
                         the test's steps are charged to the budget like any other training)
@@ -53,7 +55,7 @@ from typing import Any
 import numpy as np
 
 TARGETS = {"digits": (0.93, 0.95, 0.97), "fashion": (0.78, 0.80, 0.82)}
-METHODS = ("descentkit", "descentkit-narrow", "descentkit-auto", "descentkit-median", "tpe-median", "tpe-hyperband", "random-sh", "random", "kerastuner")
+METHODS = ("descentkit", "descentkit-sampler", "descentkit-narrow", "descentkit-auto", "descentkit-median", "tpe-median", "tpe-hyperband", "random-sh", "random", "kerastuner")
 SPACE = {
     "learning_rate": {"type": "float", "low": 1e-4, "high": 3.0, "log": True},
     "optimizer": {"type": "categorical", "choices": ["sgd", "momentum", "nesterov"]},
@@ -142,7 +144,7 @@ def run_descentkit(config: Any, data: Any, ledger: Ledger, root: Path) -> int:
     range_test = lr_find.lr_range_test
 
     def charged_range_test(config: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
-        """`learning_rate: auto`'s range test, its steps charged to the budget."""
+        """The range test (for the first trial, or `learning_rate: auto`), its steps charged to the budget."""
         result = range_test(config, data, *args, **kwargs)
         batch = int(kwargs.get("batch_size") or lr_find.representative_params(config.search_space)["batch_size"])
         ledger.epochs += len(result.learning_rates) / math.ceil(len(data.x_train) / batch)
@@ -249,6 +251,9 @@ def run_method(method: str, task: str, data: Any, seed: int, budget: int, max_ep
         root = Path(folder)
         if method == "descentkit":
             failed = run_descentkit(study_config(task, max_epochs, seed, "tpe", {"name": "brackets"}), data, ledger, root)
+        elif method == "descentkit-sampler":
+            config = study_config(task, max_epochs, seed, "tpe", {"name": "brackets"}, first_trial="sampler")
+            failed = run_descentkit(config, data, ledger, root)
         elif method == "descentkit-narrow":
             config = study_config(task, max_epochs, seed, "tpe", {"name": "brackets"}, narrow_learning_rate=True)
             failed = run_descentkit(config, data, ledger, root)

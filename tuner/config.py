@@ -200,6 +200,10 @@ class StudyConfig(_Strict):
     # (tuner/stable_band.py): rates beyond the edges where trials diverged or
     # stalled are redrawn inside it.
     narrow_learning_rate: bool = False
+    # A new study's first trial: `range_test` takes its learning rate from a
+    # learning-rate range test and the rest from the middle of their ranges
+    # (tuner/lr_find.py); `sampler` leaves it to the sampler like every other.
+    first_trial: Literal["range_test", "sampler"] = "range_test"
 
     _shorthands = field_validator("dataset", "model", "sampler", "pruner", mode="before")(
         classmethod(lambda cls, v: _shorthand(v))

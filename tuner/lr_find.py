@@ -11,6 +11,14 @@ reads the curve.
 A study file that says `learning_rate: auto` gets its searched range from this
 test before the first trial. The range is stored on the study, so a resumed sweep
 (and every worker that joins later) searches the same range.
+
+The test also proposes a new study's first trial (`first_trial: range_test`, the
+default): the learning rate in the geometric middle of the range the test would
+search, the other parameters as the test trained them (the middle of each float
+range, the first choice of each categorical, momentum SGD when searched). The sampler's first guesses are random; this one is informed, and a
+sweep that trains it first has a good model after a few epochs instead of after a
+bracket of random configurations (benchmarks/sweep_efficiency.py: digits 0.93 in
+6 epochs instead of 12, range test included). The searched range is not changed.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from descentkit.studies import Dataset
-from descentkit.tuner.config import CategoricalParam, FloatParam, StudyConfig
+from descentkit.tuner.config import CategoricalParam, FloatParam, IntParam, StudyConfig
 from descentkit.tuner.objective import (
     DEFAULT_BATCH_SIZE,
     build_model,
@@ -36,6 +44,8 @@ from descentkit.tuner.sgd import build_optimizer
 
 AUTO = "auto"
 LR_RANGE_ATTR = "learning_rate_range"
+# On the study: what the first trial was proposed from; on the trial: that it was.
+FIRST_TRIAL_ATTR = "first_trial"
 DEFAULT_MIN_LR = 1e-6
 DEFAULT_MAX_LR = 10.0
 # One epoch of a small data set is a few dozen steps: too few points to read a
@@ -134,3 +144,76 @@ def resolve_auto_learning_rate(
                   "diverged_at": result.diverged_at}
         print(f"descentkit: {result.to_text()}".replace("\n", "\ndescentkit: "), file=sys.stderr, flush=True)
     return with_learning_rate_range(config, stored["low"], stored["high"]), dict(stored)
+
+
+def first_trial_params(space: Mapping[str, Any], low: float, high: float) -> dict[str, Any]:
+    """The first trial's parameters from a range test that would search [low, high].
+
+    The learning rate in the geometric middle of [low, high], kept inside the
+    searched range; every other searched parameter as the range test trained
+    (`representative_params`: the middle of a float range, the low end of an int
+    range, the first choice of a categorical), and momentum SGD when the study
+    searches it, as the test ran.
+    """
+    searched = {name: spec for name, spec in space.items() if isinstance(spec, (FloatParam, IntParam, CategoricalParam))}
+    params = representative_params(searched)
+    variants = searched.get("optimizer")
+    if isinstance(variants, CategoricalParam) and "momentum" in variants.choices:
+        params["optimizer"] = "momentum"
+    if params.get("optimizer") == "sgd":
+        params.pop("momentum", None)  # not sampled for plain SGD (objective.suggest)
+    params["learning_rate"] = math.sqrt(low * high)
+    for name, spec in searched.items():
+        if isinstance(spec, (FloatParam, IntParam)) and name in params:
+            params[name] = _on_grid(params[name], spec)
+    return params
+
+
+def _on_grid(value: float, spec: FloatParam | IntParam) -> float | int:
+    """`value` inside the parameter's range and on its step grid."""
+    value = min(max(value, spec.low), spec.high)
+    if spec.step:
+        value = spec.low + round((value - spec.low) / spec.step) * spec.step
+        value = min(value, spec.high)
+    return int(round(value)) if isinstance(spec, IntParam) else float(value)
+
+
+def propose_first_trial(study: Any, config: StudyConfig, data: Dataset, builder: Callable[..., Any] | None,
+                        tested: Mapping[str, Any] | None, lock: Any) -> dict[str, Any] | None:
+    """Enqueue a new study's first trial from a range test (`first_trial: range_test`).
+
+    `tested` is the range `learning_rate: auto` has already found (no second test).
+    Nothing is enqueued for a study that already has trials (a resumed sweep, or
+    another worker began first), nor when the learning rate is not searched as a
+    range. A range test that cannot read a band leaves the first trial to the
+    sampler, with one line saying why. Returns the parameters enqueued.
+    """
+    rate = config.search_space.get("learning_rate")
+    if config.first_trial != "range_test" or not isinstance(rate, FloatParam):
+        return None
+
+    def begun() -> bool:
+        return FIRST_TRIAL_ATTR in study.user_attrs or bool(study.get_trials(deepcopy=False))
+
+    if begun():
+        return None
+    if tested is None:
+        print("descentkit: first trial: running a learning-rate range test ...", file=sys.stderr, flush=True)
+        try:
+            result = lr_range_test(config, data, builder)
+        except ValueError as exc:
+            print(f"descentkit: first trial: left to the sampler; the range test found no band: {exc}",
+                  file=sys.stderr, flush=True)
+            return None
+        tested = {"low": result.search[0], "high": result.search[1], "steepest": result.steepest,
+                  "diverged_at": result.diverged_at}
+    params = first_trial_params(config.search_space, float(tested["low"]), float(tested["high"]))
+    with lock:
+        if begun():
+            return None
+        study.enqueue_trial(params, user_attrs={FIRST_TRIAL_ATTR: "range_test"})
+        study.set_user_attr(FIRST_TRIAL_ATTR, {"params": params, "range_test": dict(tested)})
+    shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items())
+    print(f"descentkit: first trial (from the range test: loss falls in [{tested['low']:.3g}, {tested['high']:.3g}]): "
+          f"{shown}", file=sys.stderr, flush=True)
+    return params

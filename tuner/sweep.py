@@ -42,6 +42,7 @@ from descentkit.tuner.objective import (
 )
 from descentkit.tuner.lr_find import (
     LR_RANGE_ATTR,
+    propose_first_trial,
     resolve_auto_learning_rate,
     wants_auto_learning_rate,
     with_learning_rate_range,
@@ -452,6 +453,9 @@ def run_sweep(
     if recovered:
         print(f"descentkit: re-queued trial(s) {', '.join(map(str, recovered))} left running by a worker that died",
               file=sys.stderr)
+    lock = BudgetLock(_lock_location(storage, location), name)
+    propose_first_trial(optuna_study, config, dataset, build_model,
+                        optuna_study.user_attrs.get(LR_RANGE_ATTR) if auto else None, lock)
     if total_trials is not None:
         target: int | None = total_trials
     elif trials is not None or timeout is None:
@@ -471,7 +475,7 @@ def run_sweep(
         else:
             objective = Objective(config, dataset, builder=build_model, callbacks=callbacks)
             _optimize(optuna_study, objective, target, timeout, callbacks=[bar, *([tracker] if tracker else [])],
-                      lock=BudgetLock(_lock_location(storage, location), name))
+                      lock=lock)
     finally:
         bar.close()
     if tracker is not None:

@@ -28,7 +28,7 @@ def test_schedule_is_hyperbands():
 
 def _study(tmp_path, **changes) -> StudyConfig:
     data = yaml.safe_load(builtin_study_path("digits").read_text())
-    data.update(name="brackets", max_epochs=4, trials=4, seed=3, sampler="random",
+    data.update(name="brackets", max_epochs=4, trials=4, seed=3, sampler="random", first_trial="sampler",
                 pruner={"name": "brackets", "options": {"reduction_factor": 2}})
     data["search_space"] = {"learning_rate": {"type": "float", "low": 0.02, "high": 0.2, "log": True},
                             "momentum": 0.9, "batch_size": 64}
@@ -138,11 +138,14 @@ class _ScriptedObjective:
         return max(series), object()
 
 
-def _run_one_bracket(objective):
+def _run_one_bracket(objective, first_trial=False):
     from descentkit.tuner.brackets import BracketRunner
     from descentkit.tuner.budget import BudgetLock
+    from descentkit.tuner.lr_find import FIRST_TRIAL_ATTR
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    if first_trial:  # as lr_find.propose_first_trial enqueues it
+        study.enqueue_trial({"learning_rate": 0.05}, user_attrs={FIRST_TRIAL_ATTR: "range_test"})
     bracket = hyperband_brackets(9)[0]
     assert bracket.rungs == ((9, 1), (3, 3), (1, 9))
     BracketRunner(study, objective, [bracket], target=9, deadline=None, callbacks=[],
@@ -192,6 +195,24 @@ def test_a_leader_pruned_on_its_way_leaves_the_halving_to_the_rest():
     assert objective.calls[9:] == [(8, 9), (7, 3), (6, 3), (7, 9)]
     assert study.trials[8].state == optuna.trial.TrialState.PRUNED
     assert [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE] == [7]
+
+
+def test_the_first_trial_from_the_range_test_trains_to_the_end_before_the_first_rung():
+    # the informed first trial (0) is best throughout: it holds a place at every rung,
+    # no other configuration is trained on to the end, and the two below it are dropped at rung 2
+    objective = _ScriptedObjective(lambda number, epoch: 10.0 if number == 0 else float(number))
+    study = _run_one_bracket(objective, first_trial=True)
+    assert objective.calls == [(0, 9)] + [(n, 1) for n in range(1, 9)] + [(8, 3), (7, 3)]
+    assert [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE] == [0]
+    assert study.trials[0].params == {"learning_rate": 0.05}
+
+
+def test_a_poor_first_trial_leaves_the_halving_to_the_rest():
+    # the first trial (0) scores worst: it completes, holds no place, and the rung's best leads as usual
+    objective = _ScriptedObjective()
+    study = _run_one_bracket(objective, first_trial=True)
+    assert objective.calls == [(0, 9)] + [(n, 1) for n in range(1, 9)] + [(8, 9), (7, 3), (6, 3)]
+    assert [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE] == [0, 8]
 
 
 def test_a_bracket_takes_at_most_its_workers_share():

@@ -11,7 +11,7 @@ import yaml
 
 from descentkit.studies import builtin_study_path
 from descentkit.tuner import StudyConfig, run_sweep
-from descentkit.tuner.lr_find import LR_RANGE_ATTR, lr_range_test
+from descentkit.tuner.lr_find import FIRST_TRIAL_ATTR, LR_RANGE_ATTR, first_trial_params, lr_range_test
 from descentkit.tuner.objective import compile_model, load_dataset
 from descentkit.tuner.objective import build_model as build_study_model
 
@@ -60,9 +60,11 @@ def test_learning_rate_auto_searches_the_range_found_and_keeps_it_on_resume(tmp_
     storage = str(tmp_path / "auto.journal")
 
     first = run_sweep(path, trials=2, storage=storage, progress=False, tracking=False)
-    assert "range test" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("running the learning-rate range test") == 1, "the first trial is proposed from the same test"
     found = first.study.user_attrs[LR_RANGE_ATTR]
     assert 0 < found["low"] < found["high"]
+    assert first.study.user_attrs[FIRST_TRIAL_ATTR]["range_test"] == found
 
     again = run_sweep(path, trials=1, storage=storage, progress=False, tracking=False)
     assert "range test" not in capsys.readouterr().err, "a resumed sweep reuses the stored range"
@@ -70,6 +72,60 @@ def test_learning_rate_auto_searches_the_range_found_and_keeps_it_on_resume(tmp_
     assert len(trials) == 3
     for trial in trials:
         assert found["low"] <= trial.params["learning_rate"] <= found["high"]
+
+
+def test_first_trial_params_sit_in_the_middle_of_the_tested_range_and_inside_the_searched_one():
+    space = _digits().search_space
+    params = first_trial_params(space, 0.01, 1.0)
+    # momentum SGD, as the range test ran, at the middle of each range, the first schedule;
+    # the fixed batch size is no parameter
+    assert params == {"learning_rate": pytest.approx(0.1), "optimizer": "momentum", "momentum": pytest.approx(0.745),
+                      "schedule": "constant", "l2": pytest.approx(1e-4), "dropout": pytest.approx(0.2)}
+    # a tested range above the searched one (0.001 - 1.0) gives the top of the searched one
+    assert first_trial_params(space, 3.0, 30.0)["learning_rate"] == 1.0
+    # plain SGD only: no momentum (it is not sampled for plain SGD); a step grid is kept
+    # (an int at the low end of its range, as the range test built the model)
+    space = _digits(search_space={"learning_rate": {"type": "float", "low": 0.001, "high": 1.0, "log": True},
+                                  "optimizer": "sgd", "dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.2},
+                                  "units": {"type": "int", "low": 16, "high": 256, "log": True}}).search_space
+    assert first_trial_params(space, 0.01, 1.0) == {"learning_rate": pytest.approx(0.1), "dropout": pytest.approx(0.2),
+                                                    "units": 16}
+
+
+def _first_trial_study(tmp_path, **changes):
+    data = yaml.safe_load(builtin_study_path("digits").read_text())
+    data.update(name="first", max_epochs=2, pruner="none", **changes)
+    data["search_space"]["batch_size"] = {"type": "categorical", "choices": [64, 32]}
+    path = tmp_path / "first.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_new_study_trains_the_range_tests_choice_first_and_a_resumed_one_does_not_again(tmp_path, capsys):
+    path, storage = _first_trial_study(tmp_path), str(tmp_path / "first.journal")
+    first = run_sweep(path, trials=2, storage=storage, progress=False, tracking=False)
+    assert "range test" in capsys.readouterr().err
+    proposed = first.study.user_attrs[FIRST_TRIAL_ATTR]
+    tested = proposed["range_test"]
+    trial = first.study.trials[0]
+    assert trial.user_attrs[FIRST_TRIAL_ATTR] == "range_test"
+    assert trial.params["learning_rate"] == pytest.approx(math.sqrt(tested["low"] * tested["high"]))
+    assert trial.params["optimizer"] == "momentum" and trial.params["batch_size"] == 64
+    # the range test's choice trains: far above chance (0.1) in 2 epochs
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value > 0.8
+    assert FIRST_TRIAL_ATTR not in first.study.trials[1].user_attrs, "the sampler proposes the rest"
+
+    again = run_sweep(path, trials=1, storage=storage, progress=False, tracking=False)
+    assert "range test" not in capsys.readouterr().err
+    assert len(again.study.trials) == 3
+    assert [FIRST_TRIAL_ATTR in t.user_attrs for t in again.study.trials] == [True, False, False]
+
+
+def test_first_trial_sampler_leaves_every_trial_to_the_sampler(tmp_path, capsys):
+    path = _first_trial_study(tmp_path, first_trial="sampler")
+    result = run_sweep(path, trials=1, storage=str(tmp_path / "s.journal"), progress=False, tracking=False)
+    assert "range test" not in capsys.readouterr().err
+    assert FIRST_TRIAL_ATTR not in result.study.user_attrs and FIRST_TRIAL_ATTR not in result.study.trials[0].user_attrs
 
 
 def test_lr_find_cli_prints_the_band_and_writes_the_plot(cli, small_digits, tmp_path):

@@ -40,8 +40,7 @@ from typing import Any
 import optuna
 
 from descentkit.callbacks.optuna_pruning import PRUNER
-from descentkit.tuner.budget import BudgetLock, counted_trials, recover
-from descentkit.tuner.lr_find import FIRST_TRIAL_ATTR
+from descentkit.tuner.budget import FIRST_TRIAL_ATTR, WORKER_ATTR, BudgetLock, counted_trials, recover, worker_id
 
 State = optuna.trial.TrialState
 
@@ -145,7 +144,10 @@ class BracketRunner:
             else:  # asking a waiting (re-queued) trial adds none to the count
                 waiting = self.study.get_trials(deepcopy=False, states=(State.WAITING,))
                 room = self.target - counted_trials(self.study) + len(waiting)
-            return [self.study.ask() for _ in range(max(0, min(wanted, room)))]
+            trials = [self.study.ask() for _ in range(max(0, min(wanted, room)))]
+            for trial in trials:  # owned from now: a worker that dies while a leader trains leaves none stranded
+                trial.set_user_attr(WORKER_ATTR, worker_id())
+            return trials
 
     def _run_bracket(self, bracket: Bracket, trials: list[Any]) -> None:
         scale = len(trials) / bracket.size  # a bracket cut short by the budget keeps the same ratios

@@ -20,6 +20,8 @@ from typing import Any
 WORKER_ATTR = "worker"
 ORPHANED_ATTR = "orphaned"
 RETRY_OF_ATTR = "retry_of"
+# A trial proposed by a range test, not the sampler (tuner/lr_find.py): a re-queued retry keeps it.
+FIRST_TRIAL_ATTR = "first_trial"
 
 
 def _proc_stat(pid: int) -> list[str]:
@@ -117,7 +119,8 @@ def recover_orphaned_trials(study: Any) -> list[int]:
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         except RuntimeError:  # another worker recovered it first
             continue
-        study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number}, skip_if_exists=False)
+        carried = {FIRST_TRIAL_ATTR: trial.user_attrs[FIRST_TRIAL_ATTR]} if FIRST_TRIAL_ATTR in trial.user_attrs else {}
+        study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number, **carried}, skip_if_exists=False)
         recovered.append(trial.number)
     return recovered
 

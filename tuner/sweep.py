@@ -328,11 +328,14 @@ def _run_workers(config: StudyConfig, name: str, storage: str | None, target: in
     """Start `workers` processes on the study and follow their progress from the storage."""
     import multiprocessing
 
+    import optuna
+
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
     # Each worker's brackets hold at most its share of the trials still to run: with
     # 8 trials and 2 workers, two brackets of 4 run side by side, not one of 8 and an idle worker.
-    share = None if target is None else max(1, math.ceil((target - counted_trials(study)) / workers))
+    waiting = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))  # queued: still to run
+    share = None if target is None else max(1, math.ceil((target - counted_trials(study) + waiting) / workers))
     args = (config.model_dump(mode="json"), name, storage, target, timeout, threads, share)
     processes = [context.Process(target=_worker_main, args=(*args, i + 1), daemon=False) for i in range(workers)]
     for process in processes:
@@ -423,6 +426,7 @@ def run_sweep(
 
     Running the same sweep again resumes the stored study and adds trials.
     """
+    started = time.monotonic()  # the timeout counts the range test too
     config = study if isinstance(study, StudyConfig) else load_study(study)
     if seed is not None:
         config = config.model_copy(update={"seed": seed})
@@ -469,6 +473,8 @@ def run_sweep(
         from descentkit.tuner.tracking import SweepTracker  # MLflow and Keras: only when used
 
         tracker = SweepTracker(name, tracking_uri=tracking_uri, experiment_name=experiment_name, storage=storage)
+    if timeout is not None:
+        timeout = max(0.0, timeout - (time.monotonic() - started))
     try:
         if workers > 1:
             _run_workers(config, name, storage, target, timeout, workers, optuna_study, bar, tracker)

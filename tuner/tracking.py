@@ -135,6 +135,8 @@ def trial_payload(study: Any, trial: Any) -> tuple[dict[str, Any], list[Any], di
         tags["descentkit.error_message"] = str(attrs.get("error_message", ""))[:MAX_ERROR_TAG]
     if attrs.get("worker"):
         tags["descentkit.worker"] = str(attrs["worker"])
+    if attrs.get("first_trial"):  # proposed by a range test, not the sampler (tuner/lr_find.py)
+        tags["descentkit.first_trial"] = str(attrs["first_trial"])
     findings = [f for f in attrs.get("findings") or [] if isinstance(f, dict) and "symptom" in f]
     extra = {s: "warning" for s in attrs.get("symptoms") or []}
     if trial.state.name == "PRUNED" and reason:

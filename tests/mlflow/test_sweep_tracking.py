@@ -214,3 +214,6 @@ def test_real_sweep_trials_relog_with_their_history(tracking_uri, tmp_path, no_s
         assert run.data.params["batch_size"] == "32"
         assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 1
         assert run.data.metrics["epochs_trained"] == 1
+    # the first trial was the range test's choice, and says so; the sampler proposed the second
+    proposed = {run.data.tags["descentkit.trial"]: run.data.tags.get("descentkit.first_trial") for run in children}
+    assert proposed == {"0": "range_test", "1": None}

@@ -61,7 +61,9 @@ def test_learning_rate_auto_searches_the_range_found_and_keeps_it_on_resume(tmp_
 
     first = run_sweep(path, trials=2, storage=storage, progress=False, tracking=False)
     err = capsys.readouterr().err
-    assert err.count("running the learning-rate range test") == 1, "the first trial is proposed from the same test"
+    assert "running the learning-rate range test" in err
+    assert "first trial: running" not in err, "the first trial is proposed from the same test"
+    assert "first trial (from the range test" in err
     found = first.study.user_attrs[LR_RANGE_ATTR]
     assert 0 < found["low"] < found["high"]
     assert first.study.user_attrs[FIRST_TRIAL_ATTR]["range_test"] == found
@@ -83,13 +85,33 @@ def test_first_trial_params_sit_in_the_middle_of_the_tested_range_and_inside_the
                       "schedule": "constant", "l2": pytest.approx(1e-4), "dropout": pytest.approx(0.2)}
     # a tested range above the searched one (0.001 - 1.0) gives the top of the searched one
     assert first_trial_params(space, 3.0, 30.0)["learning_rate"] == 1.0
-    # plain SGD only: no momentum (it is not sampled for plain SGD); a step grid is kept
-    # (an int at the low end of its range, as the range test built the model)
+    # plain SGD only: no momentum (it is not sampled for plain SGD); the constant schedule the test
+    # ran at; a step grid kept; an int at the low end of its range, as the range test built the model
     space = _digits(search_space={"learning_rate": {"type": "float", "low": 0.001, "high": 1.0, "log": True},
-                                  "optimizer": "sgd", "dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.2},
+                                  "optimizer": "sgd", "momentum": {"type": "float", "low": 0.5, "high": 0.99},
+                                  "schedule": {"type": "categorical", "choices": ["cosine", "constant"]},
+                                  "dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.2},
                                   "units": {"type": "int", "low": 16, "high": 256, "log": True}}).search_space
-    assert first_trial_params(space, 0.01, 1.0) == {"learning_rate": pytest.approx(0.1), "dropout": pytest.approx(0.2),
-                                                    "units": 16}
+    assert first_trial_params(space, 0.01, 1.0) == {"learning_rate": pytest.approx(0.1), "schedule": "constant",
+                                                    "dropout": pytest.approx(0.2), "units": 16}
+    # a stepped learning rate whose range is no whole number of steps: the highest point on the grid
+    space = {"learning_rate": _digits(search_space={"learning_rate": {
+        "type": "float", "low": 0.1, "high": 1.0, "step": 0.35}}).search_space["learning_rate"]}
+    assert first_trial_params(space, 3.0, 30.0) == {"learning_rate": pytest.approx(0.8)}
+
+
+def test_no_first_trial_is_proposed_where_a_range_test_cannot_stand_for_the_trials():
+    from descentkit.tuner.budget import BudgetLock
+    from descentkit.tuner.lr_find import propose_first_trial
+
+    study = optuna.create_study(direction="maximize")
+    lock = BudgetLock(None, "none")
+    # the study compiles its own optimizer; the learning rate is fixed; first_trial: sampler
+    for config in (_digits(model={"name": "mlp", "compile": "user"}),
+                   _digits(search_space={"learning_rate": 0.1, "batch_size": 32}),
+                   _digits(first_trial="sampler")):
+        assert propose_first_trial(study, config, None, None, None, lock) is None  # (no data: no test ran)
+    assert study.trials == [] and FIRST_TRIAL_ATTR not in study.user_attrs
 
 
 def _first_trial_study(tmp_path, **changes):
@@ -149,3 +171,45 @@ def test_a_learning_rate_word_other_than_auto_is_refused(cli, small_digits, tmp_
     done = cli("sweep", str(path))
     assert done.returncode == 2
     assert "or auto" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_first_trial_whose_worker_died_is_retried_as_the_first_trial():
+    import socket
+
+    from descentkit.tuner.budget import WORKER_ATTR, recover_orphaned_trials
+
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"learning_rate": 0.1}, user_attrs={FIRST_TRIAL_ATTR: "range_test"})
+    trial = study.ask()
+    trial.suggest_float("learning_rate", 0.001, 1.0, log=True)
+    trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:4194304:1")  # above pid_max: no such process
+    assert recover_orphaned_trials(study) == [0]
+    retry = study.get_trials(states=(optuna.trial.TrialState.WAITING,))[0]
+    assert retry.user_attrs[FIRST_TRIAL_ATTR] == "range_test" and retry.user_attrs["retry_of"] == 0
+
+
+def test_a_range_test_that_fails_leaves_the_first_trial_to_the_sampler(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(160, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+
+    def build(params):  # a model that cannot be built with some parameters: the test's, here
+        if params["dropout"] >= 0.1:
+            raise ValueError("dropout of 0.1 or more is not supported")
+        return keras.Sequential([keras.Input((8,)), keras.layers.Dense(1, activation="sigmoid")])
+
+    config = StudyConfig(name="no-test", max_epochs=1, pruner="none", seed=0,
+                         objective={"metric": "val_accuracy", "direction": "maximize"},
+                         search_space={"learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
+                                       "dropout": {"type": "float", "low": 0.0, "high": 0.2}, "batch_size": 32})
+    result = run_sweep(config, data=(x[:120], y[:120], x[120:], y[120:]), build_model=build, trials=2,
+                       storage=str(tmp_path / "n.journal"), progress=False, tracking=False)
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "first trial" in line]
+    assert said[-1] == ("descentkit: first trial: left to the sampler; the range test failed: "
+                        "dropout of 0.1 or more is not supported")
+    assert "Traceback" not in err
+    assert len(result.study.trials) == 2 and FIRST_TRIAL_ATTR not in result.study.user_attrs
+    assert all(FIRST_TRIAL_ATTR not in t.user_attrs for t in result.study.trials)

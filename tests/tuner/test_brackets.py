@@ -197,22 +197,15 @@ def test_a_leader_pruned_on_its_way_leaves_the_halving_to_the_rest():
     assert [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE] == [7]
 
 
-def test_the_first_trial_from_the_range_test_trains_to_the_end_before_the_first_rung():
-    # the informed first trial (0) is best throughout: it holds a place at every rung,
-    # no other configuration is trained on to the end, and the two below it are dropped at rung 2
-    objective = _ScriptedObjective(lambda number, epoch: 10.0 if number == 0 else float(number))
-    study = _run_one_bracket(objective, first_trial=True)
-    assert objective.calls == [(0, 9)] + [(n, 1) for n in range(1, 9)] + [(8, 3), (7, 3)]
-    assert [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE] == [0]
-    assert study.trials[0].params == {"learning_rate": 0.05}
-
-
-def test_a_poor_first_trial_leaves_the_halving_to_the_rest():
-    # the first trial (0) scores worst: it completes, holds no place, and the rung's best leads as usual
-    objective = _ScriptedObjective()
+@pytest.mark.parametrize("first_score", [10.0, 0.0], ids=["best", "worst"])
+def test_the_first_trial_from_the_range_test_trains_to_the_end_first_outside_the_halving(first_score):
+    # the informed first trial (0) trains to max_epochs before the others' first rung; then,
+    # better or worse than they are, the halving runs among the other 8 as it would without it
+    objective = _ScriptedObjective(lambda number, epoch: first_score if number == 0 else float(number))
     study = _run_one_bracket(objective, first_trial=True)
     assert objective.calls == [(0, 9)] + [(n, 1) for n in range(1, 9)] + [(8, 9), (7, 3), (6, 3)]
     assert [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE] == [0, 8]
+    assert study.trials[0].params == {"learning_rate": 0.05} and study.trials[0].value == first_score
 
 
 def test_a_bracket_takes_at_most_its_workers_share():

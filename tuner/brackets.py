@@ -13,7 +13,8 @@ here every configuration of a rung is compared with its peers.
 After the first rung the leader, its best configuration, trains straight on to
 `max_epochs` before the others continue (the sweep has a fully trained good
 model after one rung instead of after the whole bracket: 12 instead of 17
-epochs to digits 0.93, median of 5 seeds in benchmarks/sweep_efficiency.py).
+epochs to digits 0.93, median of 5 seeds in benchmarks/sweep_efficiency.py,
+every trial from the sampler).
 Its value at each later rung's epoch still ranks with the others there, so a
 configuration that overtakes it goes on too and one that does not is dropped.
 

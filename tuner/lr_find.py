@@ -16,10 +16,9 @@ The test also proposes a new study's first trial (`first_trial: range_test`, the
 default): the learning rate in the geometric middle of the range the test would
 search, the other parameters as the test trained them (the middle of each float
 range, the first choice of each categorical, momentum SGD and a constant schedule
-when searched). The
-sampler's first proposals are random; this one is informed, so a sweep that
-trains it first has a good model after a few epochs instead of after a bracket
-of random configurations. The searched range is not changed.
+when searched). The sampler's first proposals are random; this one is informed,
+so a sweep that trains it first has a good model after a few epochs instead of
+after a bracket of random configurations. The searched range is not changed.
 """
 
 from __future__ import annotations
@@ -53,6 +52,17 @@ DEFAULT_MAX_LR = 10.0
 DEFAULT_MIN_STEPS = 100
 
 
+def _tested_variant(space: Mapping[str, Any]) -> str | None:
+    """"momentum" when the study searches it: the SGD variant the range test runs then.
+
+    With momentum m the step is about lr / (1 - m): a range found with plain SGD
+    would be too high for the momentum trials, so the test runs with momentum (at
+    its representative, middle value), and so does the first trial it proposes.
+    """
+    variants = space.get("optimizer")
+    return "momentum" if isinstance(variants, CategoricalParam) and "momentum" in variants.choices else None
+
+
 def wants_auto_learning_rate(config: StudyConfig) -> bool:
     return config.search_space.get("learning_rate") == AUTO
 
@@ -82,11 +92,7 @@ def lr_range_test(
     space = {k: v for k, v in config.search_space.items() if not (k == "learning_rate" and v == AUTO)}
     params: dict[str, Any] = representative_params(space)
     params.update(learning_rate=min_lr, schedule="constant")
-    # With momentum m the step is about lr / (1 - m): a range found with plain SGD
-    # would be too high for the momentum trials, so test with momentum when the
-    # study searches it (at its representative, middle value).
-    variants = space.get("optimizer")
-    if isinstance(variants, CategoricalParam) and "momentum" in variants.choices:
+    if _tested_variant(space):
         params["optimizer"] = "momentum"
     params.pop("clipnorm", None)  # the test must see where the raw rate diverges
     batch = int(batch_size or params.get("batch_size", DEFAULT_BATCH_SIZE))
@@ -159,8 +165,7 @@ def first_trial_params(space: Mapping[str, Any], low: float, high: float) -> dic
     """
     searched = {name: spec for name, spec in space.items() if isinstance(spec, (FloatParam, IntParam, CategoricalParam))}
     params = representative_params(searched)
-    variants = searched.get("optimizer")
-    if isinstance(variants, CategoricalParam) and "momentum" in variants.choices:
+    if _tested_variant(searched):
         params["optimizer"] = "momentum"
     if params.get("optimizer", space.get("optimizer")) == "sgd":
         params.pop("momentum", None)  # not sampled for plain SGD (objective.suggest)

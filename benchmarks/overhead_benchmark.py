@@ -1,30 +1,29 @@
-"""What `TrainingMonitor` costs: plain `fit` against monitored `fit`, epochs interleaved.
+"""What descentkit's callbacks cost: plain `fit` against monitored `fit`, side by side in one process.
 
-For each configuration (a digits MLP and a 784-256-128-10 Fashion-MNIST MLP, each
-with `steps_per_execution` 1 and 8) one process builds identical models once (same
-initial weights), one per variant, warms each up with one epoch, then runs
-`--rounds` rounds; each round trains every variant for one epoch in turn, so load
-drift on the machine hits all variants alike. A timing callback (last in the list,
-so it also times the other callbacks' epoch-end work) measures each epoch from the
-end of its first execution (which may include a retrace: `TrainingMonitor`
-rebuilds the train function at each `fit`) to its end, per optimizer step. The
-table prints, per variant, the median over rounds of (variant epoch time / plain
-epoch time of the same round).
+Two models: the digits MLP 64-64-32-10 at batch 32 (43 steps an epoch) and the
+Fashion-MNIST MLP 784-256-128-10 at batch 128, both SGD with momentum 0.9 and
+validation data, each with `steps_per_execution` 1 and 8. Variants: plain `fit`,
+`TrainingMonitor(verbose=0)` at its defaults and `MLflowLogger()` (its own
+monitor, logging to a throw-away SQLite store); `--profile` adds variants that
+split the monitor's cost.
 
-Variants:
-- plain: `fit` with no callback;
-- monitor: `TrainingMonitor()` at its defaults (stop_on=("divergence",), no probe);
-- probe_batch: a reference callback computing per-layer gradient norms of a fixed
-  batch of 128 with `GradientTape` once per epoch end;
-- tensorboard: `keras.callbacks.TensorBoard(histogram_freq=1)` (if installed);
-- with `--profile`: monitor(stop_on=()) (no per-8-step host read),
-  monitor(stop_on=(), update_ratio_every=0) (in-graph norms only), and a callback
-  that only overrides `on_train_batch_end` and does nothing (the cost of Keras
-  turning off async callback dispatch and reading the logs every batch).
+Two ways to call `fit`, each with every variant on a model with the same
+initial weights, variants interleaved round by round (their order rotated) so
+that load drift on the machine hits them alike:
+- long: one `fit(epochs=E)` on a fresh model per variant and round. Per-epoch
+  ratio: the median epoch (the first two dropped) of the variant over plain's
+  in the same round. Fixed cost per `fit` call: the variant's extra wall time
+  over plain's less E times its extra per-epoch median (what is not per-epoch:
+  the first trace, the hook's install, the end of training).
+- per-epoch: one `fit(epochs=1)` per epoch on the same model per variant (a
+  loop that interleaves models, a custom schedule or a tuner's rung loop), the
+  first call (a trace for every variant) left out. Ratio of wall time per call.
+
+Every figure is the median over rounds of a ratio measured in one round.
 
 Usage:
-    python benchmarks/overhead_benchmark.py [--rounds 7] [--configs digits,fashion]
-                                            [--fashion-train 30000] [--profile]
+    python benchmarks/overhead_benchmark.py [--rounds 5] [--epochs 12] [--configs digits,fashion]
+                                            [--spe 1,8] [--modes long,per-epoch] [--profile]
 
 Run on an otherwise idle machine: the figures are wall-clock ratios.
 """
@@ -36,6 +35,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -43,35 +43,31 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 
-def load_config(name: str, fashion_train: int) -> tuple[np.ndarray, np.ndarray, list[int], int, str]:
-    """(x, y, hidden sizes, batch size, note) of a configuration."""
-    if name == "digits":
-        from descentkit.studies import DATASETS
+def load_config(name: str, fashion_train: int) -> tuple[tuple[np.ndarray, ...], list[int], int, str]:
+    """((x, y, x_val, y_val), hidden sizes, batch size, note) of a configuration."""
+    from descentkit.studies import DATASETS
 
-        data = DATASETS["digits"](seed=0)
-        # 1,347 samples are 42 steps of 32: tiled 8x so an epoch lasts long enough to time.
-        x, y = np.tile(data.x_train, (8, 1)), np.tile(data.y_train, 8)
-        return x, y, [128, 64], 32, "digits 64-128-64-10, batch 32, training set tiled 8x (337 steps/epoch)"
+    if name == "digits":
+        d = DATASETS["digits"](seed=0)
+        return (d.x_train, d.y_train, d.x_val, d.y_val), [64, 32], 32, "digits MLP 64-64-32-10, batch 32"
     if name == "fashion":
         try:
-            from descentkit.studies import DATASETS
-
-            data = DATASETS["fashion-mnist"](seed=0, train_size=fashion_train, val_size=1000, download=False)
-            x, y = data.x_train.reshape(len(data.x_train), -1), data.y_train
-            note = f"Fashion-MNIST ({len(x)} images) 784-256-128-10, batch 128"
+            d = DATASETS["fashion-mnist"](seed=0, train_size=fashion_train, val_size=1000, download=False)
+            data = tuple(a.reshape(len(a), -1) if a.ndim > 2 else a for a in (d.x_train, d.y_train, d.x_val, d.y_val))
+            note = f"Fashion-MNIST ({len(data[0])} images) MLP 784-256-128-10, batch 128"
         except Exception as exc:  # noqa: BLE001 - any loader failure falls back to random data
             rng = np.random.default_rng(0)
-            x = rng.random((fashion_train, 784), dtype=np.float32)
-            y = rng.integers(0, 10, fashion_train)
+            data = (rng.random((fashion_train, 784), dtype=np.float32), rng.integers(0, 10, fashion_train),
+                    rng.random((1000, 784), dtype=np.float32), rng.integers(0, 10, 1000))
             note = f"RANDOM 784-dim data ({fashion_train} rows; Fashion-MNIST unavailable: {exc}), batch 128"
-        return x.astype("float32"), y.astype("int64"), [256, 128], 128, note
+        return data, [256, 128], 128, note
     raise SystemExit(f"--configs: unknown configuration {name!r}; expected digits or fashion.")
 
 
-def build(x: np.ndarray, hidden: list[int], spe: int, weights: list[np.ndarray] | None) -> Any:
+def build(n_inputs: int, hidden: list[int], spe: int, weights: list[np.ndarray] | None) -> Any:
     import keras
 
-    model = keras.Sequential([keras.Input(x.shape[1:])] + [keras.layers.Dense(h, activation="relu") for h in hidden]
+    model = keras.Sequential([keras.Input((n_inputs,))] + [keras.layers.Dense(h, activation="relu") for h in hidden]
                              + [keras.layers.Dense(10, activation="softmax")])
     if weights is not None:
         model.set_weights(weights)
@@ -80,67 +76,23 @@ def build(x: np.ndarray, hidden: list[int], spe: int, weights: list[np.ndarray] 
     return model
 
 
-class EpochTimer:
-    """Times each epoch from the start of its second execution to its end, per optimizer step.
+def epoch_timer() -> Any:
+    """A callback (put it last) noting the time each epoch ends, after every other callback's work.
 
-    It hooks `on_train_batch_begin`, never `on_train_batch_end`: a callback with an
-    `on_train_batch_end` makes Keras drop async callback dispatch and read the logs
-    every batch, which would slow the plain baseline down too.
+    It hooks no batch method: a callback with an `on_train_batch_end` makes Keras drop
+    its asynchronous batch dispatch, which would change the plain baseline.
     """
-
-    def __new__(cls, steps_per_epoch: int) -> Any:  # a keras Callback built lazily (keras imports late)
-        import keras
-
-        class _Timer(keras.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.per_step: list[float] = []
-                self._start: float | None = None
-                self._from_step = 0
-                self._calls = 0
-
-            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-                self._start, self._calls = None, 0
-
-            def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-                self._calls += 1
-                if self._calls == 2:
-                    self._start, self._from_step = time.perf_counter(), batch
-
-            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-                steps = steps_per_epoch - self._from_step
-                self.per_step.append((time.perf_counter() - self._start) / max(1, steps))
-
-        return _Timer()
-
-
-def probe_batch_callback(x: np.ndarray, y: np.ndarray) -> Any:
-    """Reference: per-layer gradient norms of one fixed batch, computed at each epoch end."""
     import keras
-    import tensorflow as tf
 
-    class ProbeBatchGradients(keras.callbacks.Callback):
+    class EpochTimer(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.x, self.y = tf.constant(x[:128]), tf.constant(y[:128])
-            self.norms: list[np.ndarray] = []
-            self._fn = None
+            self.ends: list[float] = []
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            if self._fn is None:
-                model = self.model
+            self.ends.append(time.perf_counter())
 
-                @tf.function
-                def norms() -> tf.Tensor:
-                    with tf.GradientTape() as tape:
-                        loss = model.compute_loss(x=self.x, y=self.y, y_pred=model(self.x, training=True))
-                    grads = tape.gradient(loss, model.trainable_variables)
-                    return tf.stack([tf.norm(g) for g in grads])
-
-                self._fn = norms
-            self.norms.append(self._fn().numpy())
-
-    return ProbeBatchGradients()
+    return EpochTimer()
 
 
 def noop_batch_callback() -> Any:
@@ -153,79 +105,117 @@ def noop_batch_callback() -> Any:
     return NoopBatchEnd()
 
 
-def variants(x: np.ndarray, y: np.ndarray, profile: bool, tmp: str) -> dict[str, Any]:
-    """name -> a factory of the callbacks list (None: plain)."""
-    import keras
+def variants(profile: bool, tracking_uri: str) -> dict[str, Callable[[], list[Any]]]:
+    """name -> a factory of one fit's callbacks (a new callback per call: each fit gets its own)."""
+    from descentkit.callbacks import MLflowLogger, TrainingMonitor
 
-    from descentkit.callbacks import TrainingMonitor
-
-    out: dict[str, Any] = {
+    out: dict[str, Callable[[], list[Any]]] = {
         "plain": lambda: [],
-        "monitor": (lambda m=TrainingMonitor(verbose=0): [m]),
-        "probe_batch": (lambda c=probe_batch_callback(x, y): [c]),
+        "TrainingMonitor()": lambda: [TrainingMonitor(verbose=0)],
+        "MLflowLogger()": lambda: [MLflowLogger(tracking_uri=tracking_uri, experiment_name="overhead")],
     }
-    try:
-        import tensorboard  # noqa: F401
-
-        out["tensorboard"] = (lambda c=keras.callbacks.TensorBoard(log_dir=tmp, histogram_freq=1): [c])
-    except ImportError:
-        print("tensorboard is not installed: its variant is skipped (pip install tensorboard to measure it)")
     if profile:
-        out["monitor stop_on=()"] = (lambda m=TrainingMonitor(stop_on=(), verbose=0): [m])
-        out["monitor stop_on=() no update ratio"] = (
-            lambda m=TrainingMonitor(stop_on=(), verbose=0, update_ratio_every=0): [m])
-        out["no-op on_train_batch_end"] = (lambda c=noop_batch_callback(): [c])
+        out["TrainingMonitor(stop_on=())"] = lambda: [TrainingMonitor(stop_on=(), verbose=0)]
+        out["TrainingMonitor(update_ratio_every=0)"] = lambda: [TrainingMonitor(verbose=0, update_ratio_every=0)]
+        out["no-op on_train_batch_end"] = lambda: [noop_batch_callback()]
     return out
 
 
-def measure(name: str, spe: int, rounds: int, profile: bool, fashion_train: int) -> list[str]:
-    import keras
+def _fit(model: Any, data: tuple[np.ndarray, ...], batch: int, epochs: int, callbacks: list[Any]) -> tuple[float, list[float]]:
+    """(wall seconds, per-epoch seconds) of one fit."""
+    x, y, x_val, y_val = data
+    timer = epoch_timer()
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=batch, epochs=epochs, validation_data=(x_val, y_val), verbose=0,
+              callbacks=callbacks + [timer])
+    wall = time.perf_counter() - start
+    return wall, list(np.diff([start] + timer.ends))
 
-    x, y, hidden, batch, note = load_config(name, fashion_train)
-    keras.utils.set_random_seed(0)
-    reference = build(x, hidden, spe, None)
-    weights = reference.get_weights()
-    lines = [f"{note}, steps_per_execution={spe}"]
-    with tempfile.TemporaryDirectory() as tmp:
-        factories = variants(x, y, profile, tmp)
-        models = {v: build(x, hidden, spe, weights) for v in factories}
-        timers = {v: EpochTimer(-(-len(x) // batch)) for v in factories}
-        callbacks = {v: factories[v]() for v in factories}
-        for v in factories:  # warm-up epoch: traces, first-call costs
-            models[v].fit(x, y, batch_size=batch, epochs=1, verbose=0, callbacks=callbacks[v] + [timers[v]])
-            timers[v].per_step.clear()
-        fit_wall: dict[str, list[float]] = {v: [] for v in factories}
-        for _ in range(rounds):
-            for v in factories:
-                start = time.perf_counter()
-                models[v].fit(x, y, batch_size=batch, epochs=1, verbose=0, callbacks=callbacks[v] + [timers[v]])
-                fit_wall[v].append(time.perf_counter() - start)
-    plain = np.array(timers["plain"].per_step)
-    plain_wall = np.array(fit_wall["plain"])
-    lines.append(f"  {'variant':38} {'ms/step':>8} {'ratio (median)':>15} {'min..max':>14} {'fit() wall ratio':>17}")
-    for v in factories:
-        per = np.array(timers[v].per_step)
-        ratio = per / plain
-        wall = np.array(fit_wall[v]) / plain_wall
-        lines.append(f"  {v:38} {1e3 * np.median(per):8.3f} {np.median(ratio):15.3f} "
-                     f"{ratio.min():6.2f}..{ratio.max():<6.2f} {np.median(wall):17.3f}")
-    return lines
+
+def _rotated(names: list[str], r: int) -> list[str]:
+    return names[r % len(names):] + names[:r % len(names)]
+
+
+def measure_long(data: tuple[np.ndarray, ...], hidden: list[int], batch: int, spe: int, rounds: int, epochs: int,
+                 factories: dict[str, Callable[[], list[Any]]], weights: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    names = list(factories)
+    epoch_ratio: dict[str, list[float]] = {v: [] for v in names}
+    fixed: dict[str, list[float]] = {v: [] for v in names}
+    per_epoch: dict[str, list[float]] = {v: [] for v in names}
+    for r in range(rounds):
+        models = {v: build(data[0].shape[1], hidden, spe, weights) for v in names}
+        walls, medians = {}, {}
+        for v in _rotated(names, r):
+            walls[v], epochs_s = _fit(models[v], data, batch, epochs, factories[v]())
+            medians[v] = float(np.median(epochs_s[2:]))
+        for v in names:
+            epoch_ratio[v].append(medians[v] / medians["plain"])
+            fixed[v].append(walls[v] - walls["plain"] - epochs * (medians[v] - medians["plain"]))
+            per_epoch[v].append(medians[v])
+    return {v: {"epoch_s": float(np.median(per_epoch[v])), "epoch_ratio": float(np.median(epoch_ratio[v])),
+                "fixed_s": float(np.median(fixed[v]))} for v in names}
+
+
+def measure_per_epoch(data: tuple[np.ndarray, ...], hidden: list[int], batch: int, spe: int, rounds: int,
+                      factories: dict[str, Callable[[], list[Any]]], weights: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    names = list(factories)
+    models = {v: build(data[0].shape[1], hidden, spe, weights) for v in names}
+    callbacks = {v: factories[v]() for v in names}  # one callback per model, reused by every fit as a user would
+    for v in names:  # the first fit traces for every variant: left out
+        _fit(models[v], data, batch, 1, callbacks[v])
+    walls: dict[str, list[float]] = {v: [] for v in names}
+    for r in range(rounds):
+        for v in _rotated(names, r):
+            walls[v].append(_fit(models[v], data, batch, 1, callbacks[v])[0])
+    plain = np.array(walls["plain"])
+    return {v: {"call_s": float(np.median(walls[v])), "call_ratio": float(np.median(np.array(walls[v]) / plain))}
+            for v in names}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--epochs", type=int, default=12, help="epochs of a long fit (default 12)")
     parser.add_argument("--configs", default="digits,fashion", help="digits, fashion or both (default both)")
     parser.add_argument("--spe", default="1,8", help="steps_per_execution values (default 1,8)")
+    parser.add_argument("--modes", default="long,per-epoch", help="long, per-epoch or both (default both)")
     parser.add_argument("--fashion-train", type=int, default=30000, help="Fashion-MNIST training images (default 30000)")
     parser.add_argument("--profile", action="store_true", help="add the variants that split the monitor's cost")
     args = parser.parse_args(argv)
-    for name in args.configs.split(","):
-        for spe in (int(s) for s in args.spe.split(",")):
-            print("\n".join(measure(name.strip(), spe, args.rounds, args.profile, args.fashion_train)), flush=True)
-            print()
-    print("ratio: epoch time per optimizer step of the variant / of plain fit in the same round (1.00 = free);\n"
-          "fit() wall ratio also counts each fit()'s start (the monitor re-installs its hook and retraces).")
+    if args.epochs < 4:
+        raise SystemExit("--epochs must be at least 4 (the first two epochs are dropped from the median)")
+    modes = [m.strip() for m in args.modes.split(",")]
+    for mode in modes:
+        if mode not in ("long", "per-epoch"):
+            raise SystemExit(f"--modes: unknown mode {mode!r}; expected long or per-epoch.")
+
+    import keras
+
+    with tempfile.TemporaryDirectory() as tmp:
+        factories = variants(args.profile, f"sqlite:///{tmp}/mlflow.db")
+        for name in (c.strip() for c in args.configs.split(",")):
+            data, hidden, batch, note = load_config(name, args.fashion_train)
+            for spe in (int(s) for s in args.spe.split(",")):
+                keras.utils.set_random_seed(0)
+                weights = build(data[0].shape[1], hidden, spe, None).get_weights()
+                steps = -(-len(data[0]) // batch)
+                print(f"{note}, {steps} steps/epoch, steps_per_execution={spe}", flush=True)
+                long = measure_long(data, hidden, batch, spe, args.rounds, args.epochs, factories, weights) \
+                    if "long" in modes else {}
+                short = measure_per_epoch(data, hidden, batch, spe, args.rounds, factories, weights) \
+                    if "per-epoch" in modes else {}
+                print(f"  {'variant':38} {'epoch s':>8} {'epoch ratio':>12} {'fixed s/fit':>12} "
+                      f"{'1-epoch fit s':>14} {'1-epoch fit ratio':>18}")
+                for v in factories:
+                    a, b = long.get(v, {}), short.get(v, {})
+                    cells = [f"{a['epoch_s']:8.3f} {a['epoch_ratio']:12.3f} {a['fixed_s']:+12.3f}" if a else f"{'-':>34}",
+                             f"{b['call_s']:14.3f} {b['call_ratio']:18.3f}" if b else f"{'-':>33}"]
+                    print(f"  {v:38} {' '.join(cells)}", flush=True)
+                print()
+    print(f"epoch ratio: median epoch of a {args.epochs}-epoch fit (first two dropped) over plain's, same round;\n"
+          "fixed s/fit: extra wall time per fit call over plain, less the per-epoch extra;\n"
+          "1-epoch fit: wall time of one fit(epochs=1) on a model already trained (its first call left out).\n"
+          f"Medians over {args.rounds} rounds.")
     return 0
 
 

@@ -93,12 +93,66 @@ class _ApplyHook:
         recorders = list(self.recorders)
         if not pairs or not recorders:
             return self.original_apply(grads, trainable_variables)
+        if _builds_variables_now(self.optimizer, trainable_variables):
+            for recorder in recorders:  # variables may be made in this trace only
+                recorder.prepare([v for _, v in pairs])
+            return self.original_apply(grads, trainable_variables)
         step = tf.cast(self.optimizer.iterations, tf.int64) + 1
         pending = [r.before_apply(pairs, step) for r in recorders]
         result = self.original_apply(grads, trainable_variables)
         for recorder, state in zip(recorders, pending):
             recorder.after_apply(pairs, step, state)
         return result
+
+
+def _builds_variables_now(optimizer: Any, variables: list[Any] | None) -> bool:
+    """Build an unbuilt optimizer inside the trace now, as its `apply` would; True if that
+    created variables.
+
+    A `tf.function` whose first trace creates variables is traced a second time and
+    only that second graph runs, so the signals need not be traced into the first
+    one: a plain `fit` pays the two traces anyway, and the monitored step's heavier
+    first trace was most of a monitored `fit`'s fixed cost.
+    """
+    if variables is None or getattr(optimizer, "built", True) or not tf.inside_function():
+        return False
+    import keras
+
+    created: list[str] = []
+
+    def count(next_creator: Any, **kwargs: Any) -> Any:
+        created.append(kwargs.get("name") or "")
+        return next_creator(**kwargs)
+
+    with tf.variable_creator_scope(count), keras.name_scope(optimizer.name, caller=optimizer):
+        optimizer.build(variables)
+    optimizer.built = True
+    return bool(created)
+
+
+class _TrainFunctions:
+    """The model's own train function and the one traced with the hook, kept across fits.
+
+    A monitored `fit` puts back the function it found and the next one reuses its
+    traced function instead of tracing again, as long as nothing it was traced for
+    changed (the model's own function, its optimizer, variables, steps per execution).
+    """
+
+    def __init__(self, own: Any, hooked: Any, key: tuple[Any, ...]) -> None:
+        self.own = own
+        self.hooked = hooked
+        self.key = key
+
+    @staticmethod
+    def key_of(model: Any, optimizer: Any, buffer: Any) -> tuple[Any, ...]:
+        return (
+            id(optimizer),
+            id(buffer),
+            getattr(model, "steps_per_execution", 1),
+            getattr(model, "jit_compile", None),
+            getattr(model, "run_eagerly", None),
+            tuple(id(v) for v in model.trainable_variables),
+        )
 
 
 class StepSignalRecorder:
@@ -124,6 +178,7 @@ class StepSignalRecorder:
         self._segments: dict[str, int] = {}
         self._hook: _ApplyHook | None = None
         self._model: Any = None
+        self._functions: _TrainFunctions | None = None
         self._last_step = 0
         self._loss_total = 0.0
         self._loss_count = 0.0
@@ -140,7 +195,8 @@ class StepSignalRecorder:
         return self._hook is not None
 
     def install(self, model: Any) -> None:
-        """Wrap the optimizer's `apply` and rebuild the (cached) train function."""
+        """Wrap the optimizer's `apply` and give the model a train function traced with it
+        (the one an earlier fit traced, when nothing it depends on changed)."""
         if self._hook is not None:
             return
         self._model = model
@@ -156,7 +212,15 @@ class StepSignalRecorder:
         hook.recorders.append(self)
         self._hook = hook
         self._create_variables(list(model.trainable_variables))
+        own = getattr(model, "train_function", None)
+        key = _TrainFunctions.key_of(model, optimizer, self._buffer)
+        cached = self._functions
+        if len(hook.recorders) == 1 and cached is not None and cached.own is own and cached.key == key:
+            model.train_function = cached.hooked  # traced by an earlier fit: no new trace
+            return
         model.make_train_function(force=True)
+        # Several recorders on one optimizer share one traced function: none keeps it.
+        self._functions = _TrainFunctions(own, model.train_function, key) if len(hook.recorders) == 1 else None
 
     def _create_variables(self, variables: list[Any]) -> None:
         """The buffer and the weight shadows, created now rather than inside the first
@@ -171,12 +235,17 @@ class StepSignalRecorder:
             self._shadows_of(variables)
 
     def uninstall(self) -> None:
-        """Restore the optimizer's `apply` and rebuild the train function without the wrapper."""
+        """Restore the optimizer's `apply` and the model's train function as they were."""
         if self._hook is None:
             return
         self._hook.remove(self)
         self._hook = None
-        self._model.make_train_function(force=True)
+        functions = self._functions
+        if functions is not None and getattr(self._model, "train_function", None) is functions.hooked:
+            self._model.train_function = functions.own  # exactly the function the fit started with
+        else:
+            self._functions = None
+            self._model.make_train_function(force=True)
 
     def epoch_boundary(self) -> None:
         """Keras resets its loss tracker at each epoch start: per-step losses restart from zero."""
@@ -215,12 +284,16 @@ class StepSignalRecorder:
             self._segments.get(layer_key(getattr(v, "path", v.name), model_name), n_layers) for _, v in pairs
         ]
 
-    def before_apply(self, pairs: list[tuple[Any, Any]], step: tf.Tensor) -> Any:
+    def prepare(self, variables: list[Any]) -> list[tf.Variable]:
+        """Create the buffer, the layer grouping and the weight shadows if not yet made."""
         if self.layer_names is None or self._buffer is None or self._buffer.shape[0] != self._rows:
-            self._setup([v for _, v in pairs])
+            self._setup(variables)
+        return self._shadows_of(variables) if self.update_ratio_every else []
+
+    def before_apply(self, pairs: list[tuple[Any, Any]], step: tf.Tensor) -> Any:
+        shadows = self.prepare([v for _, v in pairs])
         if not self.update_ratio_every:
             return None
-        shadows = self._shadows_of([v for _, v in pairs])
         sampled = tf.equal(tf.math.floormod(step, self.update_ratio_every), 0)
 
         # Copy the weights into persistent shadows on sampled steps only: a plain

@@ -165,11 +165,7 @@ class ExplodingGradientsDetector(Detector):
         steps, norms, loss = record.steps[:limit][keep], norms[keep], loss[keep]
         smooth = np.median(np.lib.stride_tricks.sliding_window_view(norms, width), axis=1)
         smooth_loss = np.median(np.lib.stride_tricks.sliding_window_view(loss, width), axis=1)
-        stuck = np.zeros(len(smooth), dtype=bool)
-        for i in range(1, len(smooth)):
-            split = max(1, i - EXPLODING_STEP_WINDOW + 1)
-            before, recent = smooth_loss[:split].min(), smooth_loss[split : i + 1].min()
-            stuck[i] = not before - recent >= MIN_RELATIVE_IMPROVEMENT * abs(before)
+        stuck = _not_improving(smooth_loss, EXPLODING_STEP_WINDOW)
         growth = smooth / early
         findings = []
         for first, _ in runs((growth > self.growth) & stuck, merge_gap=EXPLODING_STEP_WINDOW):
@@ -239,6 +235,29 @@ class ExplodingGradientsDetector(Detector):
                 )
             )
         return findings
+
+
+def _not_improving(loss: np.ndarray, window: int) -> np.ndarray:
+    """Per step i (from 1): the best loss of the last `window` steps (from step 1 on)
+    is not `MIN_RELATIVE_IMPROVEMENT` below the best before them. Step 0: False.
+
+    Vectorised (a prefix minimum and a sliding one): the monitor runs it on the whole
+    record at every epoch end, so it must stay linear in the record's length.
+    """
+    n = len(loss)
+    stuck = np.zeros(n, dtype=bool)
+    if n < 2:
+        return stuck
+    i = np.arange(1, n)
+    split = np.maximum(1, i - window + 1)  # the recent window is [split, i]
+    before = np.minimum.accumulate(loss)[split - 1]
+    recent = np.empty(n - 1)
+    short = i < window  # the window still starts at step 1
+    recent[short] = np.minimum.accumulate(loss[1:])[i[short] - 1]
+    if (~short).any():
+        recent[~short] = np.lib.stride_tricks.sliding_window_view(loss, window).min(axis=1)[split[~short]]
+    stuck[1:] = ~(before - recent >= MIN_RELATIVE_IMPROVEMENT * np.abs(before))
+    return stuck
 
 
 def per_epoch_layers(record: TrainingRecord, segment: slice, values: np.ndarray | None = None) -> np.ndarray:

@@ -198,3 +198,72 @@ def test_learning_rate_of_a_schedule_is_recorded_per_epoch(data, make_mlp):
     # the rate in force during each epoch: the schedule at the epoch's first step
     expected = [float(schedule(0)), float(schedule(8))]
     np.testing.assert_allclose(monitor.record.learning_rate, expected, rtol=1e-5)
+
+
+def _count_traces(model: keras.Model) -> list[int]:
+    """A counter of the Python calls of `train_step`: one per trace of the train function."""
+    calls = [0]
+    original = model.train_step
+
+    def train_step(data):
+        calls[0] += 1
+        return original(data)
+
+    model.train_step = train_step
+    return calls
+
+
+def test_a_monitor_reused_across_fits_traces_once_and_records_every_step(data, make_mlp):
+    x, y = data
+    model = _compile(make_mlp())
+    traces = _count_traces(model)
+    monitor = TrainingMonitor(verbose=0)
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[monitor])
+    first_fit_traces = traces[0]
+    own = model.train_function
+    for _ in range(3):  # a loop of one-epoch fits, as a tuner's rung loop runs them
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[monitor])
+        assert model.train_function is own  # the model's own function is put back after each fit
+
+    assert traces[0] == first_fit_traces  # no fit after the first traced the step again
+    steps = len(x) // BATCH
+    assert monitor.record.steps.tolist() == list(range(1, 4 * steps + 1))
+    assert np.all(np.isfinite(monitor.record.grad_norm))
+    assert monitor._recorder.steps_lost == 0
+    assert "apply" not in model.optimizer.__dict__
+    # a plain fit afterwards runs the model's own step: nothing more is recorded
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    assert len(monitor.record.steps) == 4 * steps
+
+
+def test_a_first_monitored_fit_traces_no_more_than_a_plain_one(data, make_mlp):
+    x, y = data
+    plain, monitored = _compile(make_mlp()), _compile(make_mlp())
+    plain_traces, monitored_traces = _count_traces(plain), _count_traces(monitored)
+    plain.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    monitor = TrainingMonitor(verbose=0)
+    monitored.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[monitor])
+
+    assert monitored_traces[0] == plain_traces[0]
+    assert monitor.record.steps.tolist() == list(range(1, len(x) // BATCH + 1))
+
+
+def test_a_recompiled_model_is_traced_again_with_its_new_optimizer(data, make_mlp):
+    x, y = data
+    model = _compile(make_mlp())
+    monitor = TrainingMonitor(verbose=0)
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[monitor])
+    _compile(model, lr=0.01)  # a new optimizer: its steps restart from 1
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[monitor])
+
+    steps = len(x) // BATCH
+    assert monitor.record.steps.tolist()[-steps:] == list(range(1, steps + 1))
+    assert int(model.optimizer.iterations.numpy()) == steps
+
+
+def test_the_monitors_keep_keras_asynchronous_batch_dispatch():
+    # A callback overriding on_train_batch_end makes Keras read the logs on the host
+    # after every batch; the monitors look at the ring buffer at batch begin instead.
+    for monitor in (TrainingMonitor(), DivergenceMonitor(), GradientMonitor()):
+        assert getattr(monitor.on_train_batch_end, "_is_default", False)
+        assert getattr(monitor.on_batch_end, "_is_default", False)

@@ -8,7 +8,7 @@ from descentkit.diagnostics._detector import Detector, runs
 from descentkit.diagnostics._divergence import lower_rate_phrase
 from descentkit.diagnostics._finding import DEAD_UNITS, SATURATED_ACTIVATIONS, Finding
 from descentkit.diagnostics._record import TrainingRecord
-from descentkit.diagnostics._signals import Progress, epoch_number, epoch_step
+from descentkit.diagnostics._signals import epoch_number, epoch_step, not_improving
 
 # Half the units of a layer dead (zero on every probe sample) halves its width: a
 # warning. Freshly He-initialised ReLU layers have essentially no dead units on a
@@ -90,8 +90,7 @@ class DeadUnitsDetector(Detector):
         measured = np.isfinite(worst)
         if not measured.any():
             return []
-        progress = Progress(record)
-        stuck = np.array([not progress.improving(i, self.window) for i in range(record.n_epochs)])
+        stuck = not_improving(record, self.window)
         critical = set(_measured_runs(measured & (worst > self.critical_fraction) & stuck, measured))
         warning = set(_measured_runs(measured & (worst > self.warning_fraction), measured)) - critical
         findings = []
@@ -163,8 +162,7 @@ class SaturatedActivationsDetector(Detector):
         measured = np.isfinite(worst)
         if not measured.any():
             return []
-        progress = Progress(record)
-        stuck = np.array([not progress.improving(i, self.window) for i in range(record.n_epochs)])
+        stuck = not_improving(record, self.window)
         findings = []
         saturated = measured & (((worst > self.fraction) & stuck) | (worst > self.severe_fraction))
         for start in _measured_runs(saturated, measured, self.patience):

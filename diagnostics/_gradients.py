@@ -15,16 +15,16 @@ from descentkit.diagnostics._divergence import lower_rate_phrase
 from descentkit.diagnostics._finding import EXPLODING_GRADIENTS, VANISHING_GRADIENTS, Finding
 from descentkit.diagnostics._record import TrainingRecord
 from descentkit.diagnostics._signals import (
-    Progress,
+    epoch_medians,
     epoch_number,
     epoch_segments,
     epoch_step,
     learning_rate_at,
     median,
+    not_improving,
     MIN_RELATIVE_IMPROVEMENT,
     epoch_index_of_step,
     finite,
-    per_epoch,
     rate_text,
 )
 
@@ -201,10 +201,9 @@ class ExplodingGradientsDetector(Detector):
         segments = epoch_segments(record)
         if not segments or segments[0].stop <= segments[0].start:
             return []
-        norms = per_epoch(record.grad_norm, segments)
+        norms = epoch_medians(record, "grad_norm", record.grad_norm, segments)
         growth = norms / early
-        progress = Progress(record)
-        stuck = np.array([not progress.improving(i, self.window) for i in range(len(segments))])
+        stuck = not_improving(record, self.window, len(segments))
         exploding = np.isfinite(growth) & (growth > self.growth) & stuck
         findings = []
         for start, _ in runs(exploding):
@@ -304,15 +303,14 @@ class VanishingGradientsDetector(Detector):
         n_layers = len(record.layer_names)
         if not segments or n_layers == 0:
             return []
-        first_norm = per_epoch(record.layer_grad_norms[:, 0], segments)
-        last_norm = per_epoch(record.layer_grad_norms[:, -1], segments)
+        first_norm = epoch_medians(record, "first_layer_grad_norm", record.layer_grad_norms[:, 0], segments)
+        last_norm = epoch_medians(record, "last_layer_grad_norm", record.layer_grad_norms[:, -1], segments)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = first_norm / last_norm if n_layers > 1 else np.full(len(segments), np.nan)
-        first_update = per_epoch(record.update_ratio[:, 0], segments)
+        first_update = epoch_medians(record, "first_layer_update_ratio", record.update_ratio[:, 0], segments)
         tiny_gradient = np.isfinite(ratio) & (ratio < self.gradient_ratio)
         frozen = np.isfinite(first_update) & (first_update < self.update_ratio)
-        progress = Progress(record)
-        stuck = np.array([not progress.improving(i, self.window) for i in range(len(segments))])
+        stuck = not_improving(record, self.window, len(segments))
         findings = []
         for start, _ in runs((tiny_gradient | frozen) & stuck):
             rate = learning_rate_at(record, start)

@@ -13,6 +13,8 @@ from descentkit.diagnostics._signals import (
     epoch_number,
     epoch_step,
     learning_rate_at,
+    memoized,
+    not_improving,
     rate_text,
     sentence,
     start_loss,
@@ -110,10 +112,15 @@ class OscillatingLossDetector(Detector):
         if n < self.window:
             return []
         start = start_loss(record)
-        verdicts = [(False, {})] * (self.window - 1)
-        for end in range(self.window, n + 1):
-            values = loss[end - self.window : end]
-            verdicts.append(self._judge(values, start) if np.isfinite(values).all() else (False, {}))
+
+        def verdict(i: int) -> tuple[bool, dict[str, float]]:  # the window of epochs ending at i
+            values = loss[i - self.window + 1 : i + 1]
+            if i < self.window - 1 or not np.isfinite(values).all():
+                return False, {}
+            return self._judge(values, start)
+
+        key = ("oscillating_loss", self.window, self.min_sign_changes, self.min_amplitude)
+        verdicts = memoized(record, key, [loss, np.array([start])], n, verdict)
         findings = []
         for first, _ in runs([v[0] for v in verdicts], merge_gap=self.window - 1):
             start = first - self.window + 1
@@ -177,13 +184,17 @@ class StalledTrainingDetector(Detector):
         if n <= self.epochs or not np.isfinite(start) or start <= 0:
             return []
         progress = Progress(record)
-        stalled = np.zeros(n, dtype=bool)
-        for i in range(self.epochs, n):
-            if not np.isfinite(loss[i]) or progress.improving(i, self.epochs):
-                continue
+        stuck = not_improving(record, self.epochs, n)
+
+        def is_stalled(i: int) -> bool:
+            if i < self.epochs or not np.isfinite(loss[i]) or not stuck[i]:
+                return False
             accuracy = progress.best_accuracy(i)
             converged = loss[i] <= CONVERGED_LOSS or (accuracy is not None and accuracy >= CONVERGED_ACCURACY)
-            stalled[i] = not converged and loss[i] > self.max_progress_fraction * start
+            return bool(not converged and loss[i] > self.max_progress_fraction * start)
+
+        key = ("stalled_training", self.epochs, self.max_progress_fraction)
+        stalled = np.array(memoized(record, key, [*progress.inputs(), loss, np.array([start])], n, is_stalled), dtype=bool)
         findings = []
         for first, _ in runs(stalled):
             plateau = first - self.epochs + 1

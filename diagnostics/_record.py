@@ -76,6 +76,10 @@ class TrainingRecord:
         # The learning rate of the epoch in progress, before `add_epoch` records it:
         # lets a mid-epoch diagnosis (divergence in the first epoch) quote the rate.
         self.current_learning_rate: float | None = None
+        # Per-epoch verdicts the detectors derived from this record, with the inputs
+        # they came from (`descentkit.diagnostics._signals.memoized`): a monitor
+        # diagnoses the whole record at every epoch end, and only new epochs need work.
+        self._memo: dict[tuple, tuple[list[np.ndarray], list]] = {}
 
     # ------------------------------------------------------------------ writing
     def add_steps(

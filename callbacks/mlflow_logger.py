@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import keras
@@ -40,6 +42,12 @@ class MLflowLogger(keras.callbacks.Callback):
     dead and saturated fractions (`dead_fraction/<layer>`). At the end: the tag
     `descentkit.symptoms` (comma-separated), one tag `descentkit.symptom.<name>` =
     worst severity per symptom, a `findings.json` artifact and a `diagnostics.png` figure.
+
+    Every MLflow call runs on one background thread, in order, so the training loop
+    never waits for the tracking server; when `fit` returns, the metrics, tags and
+    findings are written, while the figure (a second to render) and the end of a run
+    the logger started follow: `logger.wait()` blocks until they are there (Python
+    waits for them at exit too).
 
     The active MLflow run is used if there is one; otherwise a run is started and
     ended by the logger (it never ends a run it did not start). A tracking failure
@@ -94,14 +102,29 @@ class MLflowLogger(keras.callbacks.Callback):
                 setattr(self, hook, getattr(monitor, hook))
             self.async_safe = getattr(monitor, "async_safe", False)
         self.monitor = monitor
-        self.run_id: str | None = None
-        self._client: Any = None
-        self._started_run = False
-        self._failed = False
+        self._fit: _FitRun | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
         self._logs: dict[int, dict[str, float]] = {}  # epoch -> Keras logs, until written
         self._first_row = 0
         self._first_epoch = 0
         self._epoch_rows: list[int] = []  # step rows recorded at the end of each epoch written
+
+    @property
+    def run_id(self) -> str | None:
+        """The MLflow run of the last (or running) `fit`, None before the first or if it could not start."""
+        return self._fit.run_id if self._fit is not None else None
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until everything logged so far is written.
+
+        The end of a `fit` (the `diagnostics.png` figure, the run marked FINISHED) is
+        written in a background thread, so that `fit` returns at once: call this before
+        reading those back. Python waits for it at exit too.
+        """
+        for future in list(self._pending):
+            future.result(timeout)
+        self._pending = [f for f in self._pending if not f.done()]
 
     # ------------------------------------------------------------ Keras hooks
     def set_model(self, model: Any) -> None:
@@ -117,8 +140,7 @@ class MLflowLogger(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self._internal:
             self.monitor.on_train_begin(logs)
-        self._failed = False
-        self.run_id = None  # each fit gets its own run (or the run active now)
+        self._fit = _FitRun()  # each fit gets its own run (or the run active now)
         self._logs.clear()
         self._epoch_rows.clear()
         # A monitor's record outlives one fit: this fit's rows and epochs start after the last.
@@ -126,89 +148,110 @@ class MLflowLogger(keras.callbacks.Callback):
         self._first_row = len(record.steps) if record is not None else 0
         self._first_epoch = record.n_epochs if record is not None else 0
         batch_size = self.batch_size or _batch_size_of_running_fit(self.model)
-        self._safely(self._start, batch_size)
+        self._safely(self._fit, self._start, batch_size)
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self._internal:
             self.monitor.on_epoch_begin(epoch, logs)
         if self.log_every_epoch:
-            self._safely(self._write_epochs)  # an epoch left over by a monitor placed after us
+            self._write_epochs()  # an epoch left over by a monitor placed after us
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self._internal:
             self.monitor.on_epoch_end(epoch, logs)
         self._logs[int(epoch)] = dict(logs or {})
         if self.log_every_epoch:
-            self._safely(self._write_epochs)
+            self._write_epochs()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._internal:
             self.monitor.on_train_end(logs)
-        self._safely(self._write_epochs, True)
-        self._safely(self._write_diagnosis)
-        if self._started_run and self.run_id is not None:
-            try:  # even after a failure: a run left RUNNING forever misleads
-                with _mlflow.tracking_calls():
-                    self._client.set_terminated(self.run_id, "FINISHED")
-            except Exception:
-                pass  # already reported by `_safely`, or the server is gone
-        self._started_run = False
+        fit = self._fit
+        if fit is None:
+            return
+        if fit.failed:
+            if fit.started_run:  # even after a failure: a run left RUNNING forever misleads
+                self._submit(self._end_run, fit)
+            return
+        self._write_epochs(final=True)
+        findings = [f.to_dict() for f in list(getattr(self.monitor, "findings", []) or [])]
+        self._in_background(fit, self._write_findings, findings)
+        self.wait()  # the metrics, tags and findings are there when fit returns
+        record = self._record()
+        figure_record = copy.deepcopy(record) if self.log_figure and record is not None else None
+        # The figure takes a second to render: it and the run's end are written after fit returns.
+        self._in_background(fit, self._finish, figure_record, list(getattr(self.monitor, "findings", []) or []))
 
     # ------------------------------------------------------------ the work
     def _record(self) -> Any:
         return getattr(self.monitor, "record", None)
 
-    def _safely(self, fn: Any, *args: Any) -> Any:
-        """Run one MLflow step; on the first failure warn once and stop logging (training goes on)."""
-        if self._failed or (self.run_id is None and getattr(fn, "__name__", "") != "_start"):
+    def _in_background(self, fit: _FitRun, fn: Any, *args: Any) -> None:
+        """Run one MLflow step on the logger's writer thread (in order), never in the training loop."""
+        if fit.run_id is not None and not fit.failed:
+            self._submit(self._safely, fit, fn, *args)
+
+    def _submit(self, fn: Any, *args: Any) -> None:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="descentkit-mlflow")
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(self._writer.submit(fn, *args))
+
+    def _safely(self, fit: _FitRun, fn: Any, *args: Any) -> Any:
+        """Run one MLflow step; on the first failure warn once and stop logging this fit (training goes on)."""
+        if fit.failed or (fit.run_id is None and fn != self._start):
             return None
         try:
             with _mlflow.tracking_calls():
-                return fn(*args)
+                return fn(fit, *args)
         except Exception as exc:  # tracking never costs a training run
-            self._failed = True
-            run = f" (run {self.run_id})" if self.run_id else ""
+            fit.failed = True
+            run = f" (run {fit.run_id})" if fit.run_id else ""
             print(f"descentkit: warning: MLflow logging to {_mlflow.resolved_uri(self.tracking_uri)} failed{run}: "
                   f"{_mlflow.first_line(exc)}; "
                   "training goes on without it", file=sys.stderr)
+            if fn == self._finish:
+                self._end_run(fit)  # even after a failure: a run left RUNNING forever misleads
             return None
 
-    def _start(self, batch_size: int | None) -> None:
+    def _start(self, fit: _FitRun, batch_size: int | None) -> None:
         import mlflow
 
         active = mlflow.active_run()
         params = training_params(self.model, self.params, batch_size)
         if active is not None:
-            self._client = _mlflow.client()
-            self.run_id = active.info.run_id
-            self._started_run = False
+            fit.client = _mlflow.client()
+            fit.run_id = active.info.run_id
             # MLflow refuses to change a param: keep the values the user's run already has.
-            have = self._client.get_run(self.run_id).data.params
+            have = fit.client.get_run(fit.run_id).data.params
             params = {k: v for k, v in params.items() if _mlflow.metric_name(k) not in have}
         else:
-            self._client = _mlflow.client(self.tracking_uri)
-            experiment_id = self._experiment_id()
-            run = self._client.create_run(experiment_id, run_name=self.run_name,
-                                          tags={"descentkit.role": "fit"})
-            self.run_id = run.info.run_id
-            self._started_run = True
-        _mlflow.log_batch(self._client, self.run_id, params=params)
+            fit.client = _mlflow.client(self.tracking_uri)
+            experiment_id = self._experiment_id(fit.client)
+            run = fit.client.create_run(experiment_id, run_name=self.run_name, tags={"descentkit.role": "fit"})
+            fit.run_id = run.info.run_id
+            fit.started_run = True
+        self._in_background(fit, _log_batch, (), params)
 
-    def _experiment_id(self) -> str:
+    def _experiment_id(self, client: Any) -> str:
         if self.experiment_name is None:
             from mlflow.tracking.fluent import _get_experiment_id
 
             if self.tracking_uri is None:
                 return _get_experiment_id()
             return "0"
-        found = self._client.get_experiment_by_name(self.experiment_name)
+        found = client.get_experiment_by_name(self.experiment_name)
         if found is not None:
             return found.experiment_id
-        return self._client.create_experiment(self.experiment_name)
+        return client.create_experiment(self.experiment_name)
 
     def _write_epochs(self, final: bool = False) -> None:
-        """Write every finished epoch whose signals the monitor has recorded, one batch each
+        """Queue every finished epoch whose signals the monitor has recorded, one batch each
         (or all at once when `log_every_epoch=False`)."""
+        fit = self._fit
+        if fit is None or fit.run_id is None or fit.failed:
+            self._logs.clear()
+            return
         record = self._record()
         metrics: list[Any] = []
         for epoch in sorted(self._logs):
@@ -222,24 +265,49 @@ class MLflowLogger(keras.callbacks.Callback):
             found = epoch_metrics(record, index if recorded else None, self._logs.pop(epoch), (start, rows), self.model)
             batch = [m for m in (_mlflow.metric(k, v, epoch) for k, v in found.items()) if m is not None]
             if self.log_every_epoch:
-                _mlflow.log_batch(self._client, self.run_id, metrics=batch)
+                self._in_background(fit, _log_batch, batch)
             else:
                 metrics.extend(batch)
         if metrics:
-            _mlflow.log_batch(self._client, self.run_id, metrics=metrics)
+            self._in_background(fit, _log_batch, metrics)
 
-    def _write_diagnosis(self) -> None:
-        findings = list(getattr(self.monitor, "findings", []) or [])
-        dicts = [f.to_dict() for f in findings]
-        _mlflow.log_batch(self._client, self.run_id, tags=_mlflow.symptom_tags(dicts))
-        self._client.log_text(self.run_id, json.dumps(dicts, indent=2), _mlflow.FINDINGS_ARTIFACT)
-        record = self._record()
-        if self.log_figure and record is not None:
+    def _write_findings(self, fit: _FitRun, findings: list[dict[str, Any]]) -> None:
+        _mlflow.log_batch(fit.client, fit.run_id, tags=_mlflow.symptom_tags(findings))
+        fit.client.log_text(fit.run_id, json.dumps(findings, indent=2), _mlflow.FINDINGS_ARTIFACT)
+
+    def _finish(self, fit: _FitRun, record: Any, findings: list[Any]) -> None:
+        if record is not None:
             from descentkit.diagnostics.plots import plot_training
 
             name = getattr(self.model, "name", None) or "model"
-            figure = plot_training(record, findings, title=f"{name}: run {self.run_id[:8]}")
-            self._client.log_figure(self.run_id, figure, _mlflow.FIGURE_ARTIFACT)
+            figure = plot_training(record, findings, title=f"{name}: run {fit.run_id[:8]}")
+            fit.client.log_figure(fit.run_id, figure, _mlflow.FIGURE_ARTIFACT)
+        self._end_run(fit)
+
+    @staticmethod
+    def _end_run(fit: _FitRun) -> None:
+        if fit.started_run and fit.run_id is not None:
+            try:
+                with _mlflow.tracking_calls():
+                    fit.client.set_terminated(fit.run_id, "FINISHED")
+            except Exception:
+                pass  # already reported, or the server is gone
+        fit.started_run = False
+
+
+class _FitRun:
+    """One `fit`'s MLflow run: its id and client, whether the logger started it, and
+    whether a call failed (then nothing more of this fit is logged)."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.client: Any = None
+        self.started_run = False
+        self.failed = False
+
+
+def _log_batch(fit: _FitRun, metrics: Any = (), params: dict[str, Any] | None = None) -> None:
+    _mlflow.log_batch(fit.client, fit.run_id, metrics=metrics, params=params)
 
 
 # ---------------------------------------------------------------- what is logged

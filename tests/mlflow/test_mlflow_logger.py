@@ -55,6 +55,12 @@ def test_logger_logs_params_epoch_metrics_and_artifacts(tracking_uri):
     model.fit(x, y, batch_size=16, epochs=EPOCHS, validation_split=0.25, callbacks=[logger], verbose=0)
 
     client = MlflowClient(tracking_uri)
+    # metrics, tags and findings are written when fit returns; the figure and the run's end follow
+    early = _only_run(client, "fit")
+    assert early.data.tags["descentkit.symptoms"] == ",".join(sorted({f.symptom for f in logger.monitor.findings}))
+    assert "findings.json" in _artifacts(client, early.info.run_id)
+    assert len(client.get_metric_history(early.info.run_id, "loss")) == EPOCHS
+    logger.wait()
     run = _only_run(client, "fit")
     assert run.info.run_id == logger.run_id and run.info.status == "FINISHED", "a run it started, it ends"
     params = run.data.params
@@ -84,6 +90,7 @@ def test_diverging_run_is_tagged_with_its_symptom(tracking_uri):
     history = model.fit(x, y, batch_size=16, epochs=EPOCHS, callbacks=[logger], verbose=0).history
     assert len(history["loss"]) == EPOCHS, "the logger's own monitor watches, it never stops training"
     assert not math.isfinite(history["loss"][-1])
+    logger.wait()
 
     client = MlflowClient(tracking_uri)
     run = _only_run(client, "diverging")
@@ -106,6 +113,7 @@ def test_active_run_is_used_and_left_open(tracking_uri):
             monitor = TrainingMonitor(verbose=0, stop_on=())
             logger = MLflowLogger(monitor=monitor, log_figure=False)
             _model().fit(x, y, batch_size=32, epochs=2, callbacks=[monitor, logger], verbose=0)
+            logger.wait()
             assert logger.run_id == active.info.run_id
             assert mlflow.active_run().info.run_id == active.info.run_id, "the user's run stays open"
             assert MlflowClient(tracking_uri).get_run(active.info.run_id).info.status == "RUNNING"
@@ -125,3 +133,24 @@ def test_unreachable_tracking_server_does_not_stop_training(dead_tracking_uri, c
     assert len(history["loss"]) == 2
     warnings = [line for line in capsys.readouterr().err.splitlines() if "MLflow logging" in line]
     assert len(warnings) == 1 and dead_tracking_uri in warnings[0] and "training goes on" in warnings[0]
+
+
+def test_a_loop_of_fits_gets_one_complete_run_each(tracking_uri):
+    # The figure and the run's end of one fit are written while the next fit trains:
+    # every fit's writes must land in its own run.
+    x, y = _data()
+    logger = MLflowLogger(tracking_uri=tracking_uri, experiment_name="loop")
+    model = _model()
+    ids = []
+    for _ in range(3):
+        model.fit(x, y, batch_size=32, epochs=1, callbacks=[logger], verbose=0)
+        ids.append(logger.run_id)
+    logger.wait()
+
+    client = MlflowClient(tracking_uri)
+    assert len(set(ids)) == 3
+    for run_id in ids:
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(run_id, "loss")] == [0]
+        assert {"findings.json", "diagnostics.png"} <= _artifacts(client, run_id)

@@ -36,7 +36,7 @@ STOPPING_SEVERITIES = ("warning", "critical")
 # The update-to-weight ratio copies every weight on the steps it samples: every
 # step cost 10-15 % of a CPU MLP step here, every 8th step costs under 2 %.
 UPDATE_RATIO_EVERY = 8
-# Divergence must stop training within 10 optimizer steps of the first non-finite
+# Divergence must stop training within 8 optimizer steps of the first non-finite
 # loss or gradient, so the ring buffer is checked at least every 8 steps.
 MAX_CHECK_EVERY = 8
 
@@ -109,7 +109,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
         if not isinstance(check_every, int) or not 1 <= check_every <= MAX_CHECK_EVERY:
             raise ValueError(
                 f"check_every must be an integer from 1 to {MAX_CHECK_EVERY} (divergence must stop "
-                f"training within 10 steps) but got {check_every!r}."
+                f"training within 8 steps) but got {check_every!r}."
             )
         if not isinstance(update_ratio_every, int) or update_ratio_every < 0:
             raise ValueError(f"update_ratio_every must be a non-negative integer but got {update_ratio_every!r}.")
@@ -160,7 +160,10 @@ class DiagnosisCallback(keras.callbacks.Callback):
         self._urgent = tuple(s for s in self.stop_on if s == DIVERGENCE and s in self._detectable)
         if self._recorder is not None:
             self._recorder.install(self.model)
-            self._flush_every = self.check_every if self._urgent else max(1, self._recorder.rows // 2)
+            spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
+            # Batch hooks come once per execution: with several steps each, look at every one.
+            urgent_every = self.check_every if spe == 1 else spe
+            self._flush_every = urgent_every if self._urgent else max(1, self._recorder.rows // 2)
         else:
             self._flush_every = self.check_every
         if self.preflight and not self._preflight_done:

@@ -11,7 +11,8 @@ class DivergenceMonitor(DiagnosisCallback):
 
     Records the gradient norms and non-finite gradient counts of every optimizer
     step inside the compiled step and looks at them every `check_every` steps, so
-    training stops within 10 steps of the first non-finite loss or gradient.
+    training stops within `check_every` (8) steps of the first non-finite loss or
+    gradient (within 2N - 1 with `steps_per_execution` N > 1).
 
     Args:
         stop: stop training on divergence (default True); False only reports it.

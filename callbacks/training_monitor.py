@@ -18,8 +18,11 @@ class TrainingMonitor(DiagnosisCallback):
     learning rate in force and (given probe data) the fraction of dead ReLU and
     saturated tanh/sigmoid units. All detectors of `descentkit.diagnostics` run
     on that record at each epoch end; divergence is checked every
-    `check_every` steps, so training stops within 10 steps of the first
-    non-finite loss or gradient. The model is left exactly as it was found.
+    `check_every` steps (at the start of a batch, from the ring buffer), so
+    training stops within `check_every` (8) optimizer steps of the first
+    non-finite loss or gradient; with `steps_per_execution` N > 1 the buffer is
+    read after every execution and training stops after the next one (within
+    2N - 1 steps). The model is left exactly as it was found.
 
     Args:
         stop_on: symptom name(s) that stop training (`model.stop_training`);

@@ -147,3 +147,22 @@ def test_stop_severity_is_validated_with_the_choices_named():
 
     with pytest.raises(ValueError, match="stop_severity='fatal'.*'warning', 'critical'"):
         TrainingMonitor(stop_severity="fatal")
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+@pytest.mark.parametrize("bad_step", [2, 8, 9, 15])
+def test_divergence_at_any_step_stops_training_within_8_steps(data, make_mlp, steps_per_execution, bad_step):
+    # A NaN input sample makes the loss and every gradient non-finite at exactly one
+    # chosen step, wherever it falls between two looks at the ring buffer.
+    x, y = data
+    x = x.copy()
+    x[(bad_step - 1) * 8] = np.nan
+    model = make_mlp()
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy", steps_per_execution=steps_per_execution)
+    monitor = TrainingMonitor(verbose=0)
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[monitor])
+
+    last_step = int(model.optimizer.iterations.numpy())
+    assert _first_nonfinite_step(monitor.record) == bad_step
+    assert bad_step <= last_step <= bad_step + 8
+    assert monitor.stopped_by is not None and monitor.stopped_by.symptom == "divergence"

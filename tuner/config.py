@@ -37,6 +37,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _check_step(step: float, low: float, high: float) -> None:
+    """A step must be positive and fit inside the range (else every trial fails in Optuna)."""
+    if not (math.isfinite(step) and step > 0):
+        raise ValueError(f"step must be a positive number, got {step:g}")
+    if high > low and step > high - low:
+        raise ValueError(f"step ({step:g}) is larger than the range {low:g}..{high:g} ({high - low:g}); "
+                         f"use a step of at most {high - low:g} or widen the range")
+
+
 class FloatParam(_Strict):
     type: Literal["float"]
     low: float
@@ -54,6 +63,8 @@ class FloatParam(_Strict):
             raise ValueError(f"log: true needs low > 0, got low={self.low:g}; use e.g. low: 1.0e-4")
         if self.log and self.step is not None:
             raise ValueError("step cannot be combined with log: true; drop one of them")
+        if self.step is not None:
+            _check_step(self.step, self.low, self.high)
         return self
 
 
@@ -70,6 +81,9 @@ class IntParam(_Strict):
             raise ValueError(f"low ({self.low}) is above high ({self.high}); swap them")
         if self.log and self.low < 1:
             raise ValueError(f"log: true needs low >= 1, got low={self.low}")
+        if self.log and self.step != 1:
+            raise ValueError("step cannot be combined with log: true; drop one of them")
+        _check_step(self.step, self.low, self.high)
         return self
 
 
@@ -314,7 +328,15 @@ def load_study(study: str | Path) -> StudyConfig:
         hint = "" if path.suffix else f"; built-in studies: {', '.join(builtin_study_names())}"
         raise ConfigError(f"{text_path}: no such study file or built-in study{hint}")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at line {line}); "
+                          "save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}); check the path and its permissions") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -28,6 +28,11 @@ Diagnostics still cut a trial inside any rung (divergence within a few steps).
 A configuration dropped by the halving ends PRUNED with `prune_reason`
 "pruner" and its intermediate values, so TPE learns from it at once; the
 bracket's survivors stay RUNNING until they finish or are dropped.
+
+Every trial a bracket holds sends Optuna heartbeats from its ask to its tell
+(`budget.Heartbeats`), trained or waiting for its rung: a worker that dies
+mid-bracket on another machine leaves trials that go stale after the grace
+period, and Optuna's retry callback re-queues them for the other workers.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +48,15 @@ from typing import Any
 import optuna
 
 from descentkit.callbacks.optuna_pruning import PRUNER
-from descentkit.tuner.budget import FIRST_TRIAL_ATTR, WORKER_ATTR, BudgetLock, counted_trials, recover, worker_id
+from descentkit.tuner.budget import (
+    FIRST_TRIAL_ATTR,
+    WORKER_ATTR,
+    BudgetLock,
+    Heartbeats,
+    counted_trials,
+    recover,
+    worker_id,
+)
 
 State = optuna.trial.TrialState
 
@@ -123,19 +137,24 @@ class BracketRunner:
         self.target, self.deadline, self.callbacks, self.lock = target, deadline, callbacks, lock
         self.max_bracket = max_bracket
         self.maximize = objective.config.objective.direction == "maximize"
+        self.heartbeats = Heartbeats(study)
 
     def _time_left(self) -> bool:
         return self.deadline is None or time.monotonic() < self.deadline
 
     def run(self) -> None:
-        index = 0
-        while self._time_left():
-            bracket = self.brackets[index % len(self.brackets)]
-            index += 1
-            trials = self._take(bracket.size if self.max_bracket is None else min(bracket.size, self.max_bracket))
-            if not trials:
-                return
-            self._run_bracket(bracket, trials)
+        """Run brackets until the budget or the deadline is spent (the heartbeats of the
+        trials held stop on the way out, an interrupt included)."""
+        with self.heartbeats:
+            while self._time_left():
+                bracket = self.brackets[self._index % len(self.brackets)]
+                self._index += 1
+                trials = self._take(bracket.size if self.max_bracket is None else min(bracket.size, self.max_bracket))
+                if not trials:
+                    return
+                self._run_bracket(bracket, trials)
+
+    _index = 0  # the next bracket of the schedule (kept across calls of `run`)
 
     def _take(self, wanted: int) -> list[Any]:
         """Ask up to `wanted` trials within the budget (re-queued ones first, as Optuna's ask does)."""
@@ -146,9 +165,12 @@ class BracketRunner:
             else:  # asking a waiting (re-queued) trial adds none to the count
                 waiting = self.study.get_trials(deepcopy=False, states=(State.WAITING,))
                 room = self.target - counted_trials(self.study) + len(waiting)
-            trials = [self.study.ask() for _ in range(max(0, min(wanted, room)))]
+            with warnings.catch_warnings():  # "Heartbeat ... supposed to be used with Study.optimize": sent here
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trials = [self.study.ask() for _ in range(max(0, min(wanted, room)))]
             for trial in trials:  # owned from now: a worker that dies while a leader trains leaves none stranded
                 trial.set_user_attr(WORKER_ATTR, worker_id())
+                self.heartbeats.start(trial)
             return trials
 
     def _run_bracket(self, bracket: Bracket, trials: list[Any]) -> None:
@@ -234,5 +256,6 @@ class BracketRunner:
 
     def _tell(self, trial: Any, state: Any, value: float | None = None) -> None:
         frozen = self.study.tell(trial, value if state == State.COMPLETE else None, state=state)
+        self.heartbeats.stop(trial)
         for callback in self.callbacks:
             callback(self.study, frozen)

@@ -4,8 +4,18 @@ A worker stops starting trials once the study holds its target number of
 finished, running or queued trials, so N workers (processes or machines) on
 one study run exactly the requested total between them. A trial left RUNNING
 by a worker that died is failed with the reason recorded and its parameters
-re-queued: on PostgreSQL through Optuna's heartbeats, on the embedded journal
-file by checking whether the worker process that owns the trial is still alive.
+re-queued: on PostgreSQL and SQLite through Optuna's heartbeats (for every
+trial a worker holds, the ask-and-tell trials of `pruner: brackets` included:
+`Heartbeats`), on the embedded journal file by checking whether the worker
+process that owns the trial is still alive.
+
+A worker with no trial left to start waits for the trials other workers are
+running, because any of them may yet be re-queued; it re-checks for stale ones
+every second and gives up after `wait_limit_s()` with one line (`WaitLimit`).
+
+An interrupted worker (SIGINT, SIGTERM) fails the trials it holds with
+`error_type: interrupted` and re-queues their parameters (`requeue_interrupted`),
+so the next run trains them first and the interrupted ones count as nothing.
 """
 
 from __future__ import annotations
@@ -13,15 +23,32 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import sys
+import time
 import warnings
 import zlib
 from typing import Any
+
+from descentkit.tuner.storage import HEARTBEAT_GRACE_INTERVALS, heartbeat_interval_s
 
 WORKER_ATTR = "worker"
 ORPHANED_ATTR = "orphaned"
 RETRY_OF_ATTR = "retry_of"
 # A trial proposed by a range test, not the sampler (tuner/lr_find.py): a re-queued retry keeps it.
 FIRST_TRIAL_ATTR = "first_trial"
+# error_type of a trial whose worker was interrupted (SIGINT/SIGTERM); its parameters are re-queued.
+INTERRUPTED = "interrupted"
+# A waiting worker gives up after DESCENTKIT_WAIT_S (default: the heartbeat grace
+# period and WAIT_MARGIN_INTERVALS heartbeat intervals more, at least MIN_WAIT_S).
+WAIT_MARGIN_INTERVALS = 3
+MIN_WAIT_S = 10.0
+
+
+def wait_limit_s() -> float:
+    """How long a worker with nothing left to start waits for others' running trials."""
+    if os.environ.get("DESCENTKIT_WAIT_S"):
+        return float(os.environ["DESCENTKIT_WAIT_S"])
+    return max(MIN_WAIT_S, float(heartbeat_interval_s() * (HEARTBEAT_GRACE_INTERVALS + WAIT_MARGIN_INTERVALS)))
 
 
 def _proc_stat(pid: int) -> list[str]:
@@ -125,16 +152,135 @@ def recover_orphaned_trials(study: Any) -> list[int]:
     return recovered
 
 
+def _heartbeats_enabled(study: Any) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(study._storage)
+
+
 def recover(study: Any) -> list[int]:
     """Recover trials whose worker died: heartbeat-stale ones (RDB storages with
-    heartbeats) and orphans of dead processes on this host (any storage)."""
+    heartbeats: Optuna fails them and its RetryHeartbeatStaleTrialCallback re-queues
+    them) and orphans of dead processes on this host (any storage). Returns the
+    numbers of the trials recovered."""
     import optuna
 
-    if getattr(study._storage, "get_heartbeat_interval", lambda: None)() is not None:
+    stale: list[int] = []
+    if _heartbeats_enabled(study):
+        State = optuna.trial.TrialState
+        running = {t.number for t in study.get_trials(deepcopy=False, states=(State.RUNNING,))}
         with warnings.catch_warnings():  # "experimental" since Optuna 2.9: once per trial is noise
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-    return recover_orphaned_trials(study)
+        if running:
+            retried = _retried(study.get_trials(deepcopy=False))
+            stale = sorted(running & retried)
+    return stale + recover_orphaned_trials(study)
+
+
+class Heartbeats:
+    """Optuna's heartbeat thread (`optuna.storages._heartbeat`) for each trial a worker
+    holds outside `study.optimize`, which starts one only for the trial it runs.
+
+    Ask-and-tell trials (`pruner: brackets` asks a whole bracket at once, and keeps
+    its survivors RUNNING between rungs) need one each, or a worker that dies leaves
+    them RUNNING for ever: Optuna's stale check skips a trial that never beat.
+    A storage without heartbeats (the journal file) gets Optuna's null thread.
+    """
+
+    def __init__(self, study: Any) -> None:
+        self._storage = study._storage
+        self._threads: dict[int, Any] = {}
+
+    def start(self, trial: Any) -> None:
+        from optuna.storages._heartbeat import get_heartbeat_thread
+
+        if trial._trial_id not in self._threads:
+            thread = get_heartbeat_thread(trial._trial_id, self._storage)
+            thread.start()
+            self._threads[trial._trial_id] = thread
+
+    def stop(self, trial: Any) -> None:
+        thread = self._threads.pop(trial._trial_id, None)
+        if thread is not None:
+            thread.join()
+
+    def stop_all(self) -> None:
+        for trial_id in list(self._threads):
+            self._threads.pop(trial_id).join()
+
+    def __enter__(self) -> Heartbeats:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+
+def requeue_interrupted(study: Any, owner: str | None = None) -> list[int]:
+    """Fail the trials this worker holds with `error_type: interrupted` and re-queue them.
+
+    Called when a sweep is interrupted (SIGINT, SIGTERM): the worker's RUNNING
+    trials (a bracket may hold several), and the one `study.optimize` has just
+    told FAIL with that error, get a WAITING copy of their parameters
+    (`retry_of` = their number), which the next run trains first. The failed
+    ones count against no budget (`counted`). Returns their numbers.
+    """
+    import optuna
+
+    owner = owner or worker_id()
+    State = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    retried = _retried(trials)
+    requeued = []
+    for trial in trials:
+        if trial.user_attrs.get(WORKER_ATTR) != owner or trial.number in retried:
+            continue
+        if trial.state == State.RUNNING:
+            try:
+                study._storage.set_trial_user_attr(trial._trial_id, "error_type", INTERRUPTED)
+                study._storage.set_trial_user_attr(trial._trial_id, "error_message",
+                                                   "the sweep was interrupted (SIGINT or SIGTERM); re-queued")
+                study._storage.set_trial_state_values(trial._trial_id, State.FAIL)
+            except RuntimeError:  # finished meanwhile (or recovered by another worker)
+                continue
+        elif not (trial.state == State.FAIL and trial.user_attrs.get("error_type") == INTERRUPTED):
+            continue
+        carried = {FIRST_TRIAL_ATTR: trial.user_attrs[FIRST_TRIAL_ATTR]} if FIRST_TRIAL_ATTR in trial.user_attrs else {}
+        study.enqueue_trial(dict(trial.params), user_attrs={RETRY_OF_ATTR: trial.number, **carried},
+                            skip_if_exists=False)
+        requeued.append(trial.number)
+    return requeued
+
+
+class WaitLimit:
+    """The bounded wait of a worker with no trial left to start (see the module docstring).
+
+    `expired(study)` is False while the worker should go on waiting; after the
+    limit it prints one line naming the trials still running and returns True.
+    The clock restarts whenever the worker had a trial to run (`reset`).
+    """
+
+    def __init__(self, limit_s: float | None = None) -> None:
+        self.limit_s = wait_limit_s() if limit_s is None else limit_s
+        self._since: float | None = None
+
+    def reset(self) -> None:
+        self._since = None
+
+    def expired(self, study: Any) -> bool:
+        import optuna
+
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+            return False
+        if now - self._since < self.limit_s:
+            return False
+        running = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+        print(f"descentkit: stopped waiting after {self.limit_s:.0f} s (DESCENTKIT_WAIT_S) for trial(s) "
+              f"{', '.join(map(str, running))} running on other workers; their workers finish them, and a trial "
+              "left by a worker that dies later is re-run on the next start", file=sys.stderr, flush=True)
+        return True
 
 
 def may_still_need_rerun(study: Any) -> bool:
@@ -143,7 +289,7 @@ def may_still_need_rerun(study: Any) -> bool:
     journal file finishes its own trial; nobody here can tell if it died.)"""
     import optuna
 
-    heartbeats = getattr(study._storage, "get_heartbeat_interval", lambda: None)() is not None
+    heartbeats = _heartbeats_enabled(study)
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if heartbeats or _alive(trial.user_attrs.get(WORKER_ATTR, "")) is not None:
             return True

@@ -76,25 +76,30 @@ def sweep(study: str, trials: int | None, total_trials: int | None, timeout: flo
     """
     if trials is not None and total_trials is not None:
         _fail("give --trials (trials to add) or --total-trials (trials the study should hold), not both")
+    from descentkit.tuner.storage import check_storage
+
     try:
         config = load_study(study)
+        check_storage(storage)
     except ConfigError as exc:
         _fail(str(exc))
     _quiet_tensorflow()
     # MLflow sets its own logger to INFO when imported: "Updating database tables" is
     # not news to a user who asked for a sweep. Their own MLFLOW_LOGGING_LEVEL wins.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    from descentkit.tuner.sweep import run_sweep
+    from descentkit.tuner.sweep import interrupts, run_sweep
 
-    try:
-        result = run_sweep(config, trials=trials, total_trials=total_trials, timeout=timeout, storage=storage,
-                           study_name=study_name, seed=seed, workers=workers, progress=not quiet,
-                           tracking=tracking, tracking_uri=tracking_uri, experiment_name=experiment)
-    except ConfigError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        click.echo("\nInterrupted: finished trials are stored; run the same command to resume.", err=True)
-        sys.exit(130)
+    with interrupts():  # a second Ctrl-C while the first is handled exits at once
+        try:
+            result = run_sweep(config, trials=trials, total_trials=total_trials, timeout=timeout, storage=storage,
+                               study_name=study_name, seed=seed, workers=workers, progress=not quiet,
+                               tracking=tracking, tracking_uri=tracking_uri, experiment_name=experiment)
+        except ConfigError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted: finished trials are stored, interrupted ones re-queued; "
+                       "run the same command to resume.", err=True)
+            sys.exit(130)
     from descentkit.tuner.report import pathology_map
 
     view = pathology_map(result.study)
@@ -124,8 +129,12 @@ def _stored_study(study: str, storage: str | None, study_name: str | None):
             name = Path(study).stem  # a study stored under a name with no file here
     import optuna
 
-    from descentkit.tuner.storage import default_storage_url, open_storage
+    from descentkit.tuner.storage import check_storage, default_storage_url, open_storage
 
+    try:
+        check_storage(storage)
+    except ConfigError as exc:
+        _fail(str(exc))
     if storage is None and not Path(default_storage_url(name)).is_file():
         _fail(f"no stored study {name!r} under ./descentkit_studies/; run `descentkit sweep {study}` first or pass --storage")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

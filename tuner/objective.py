@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from descentkit.studies import DATASETS, MODELS, Dataset
-from descentkit.tuner.budget import WORKER_ATTR, worker_id
+from descentkit.tuner.budget import INTERRUPTED, WORKER_ATTR, worker_id
 from descentkit.tuner.config import CategoricalParam, FloatParam, IntParam, StudyConfig
 from descentkit.tuner.sgd import build_optimizer
 
@@ -296,6 +296,10 @@ class Objective:
         try:
             return self._run(trial, until_epoch, resume, keep)
         except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:  # SIGINT or SIGTERM: the sweep re-queues the trial (budget.requeue_interrupted)
+            trial.set_user_attr("error_type", INTERRUPTED)
+            trial.set_user_attr("error_message", "the sweep was interrupted (SIGINT or SIGTERM); re-queued")
             raise
         except Exception as exc:
             trial.set_user_attr("error_type", type(exc).__name__)

@@ -31,6 +31,9 @@ class StudySummary:
     counts: dict[str, int]
     prune_reasons: dict[str, int]
     best: list[TrialRow]
+    # Failed trials whose parameters were re-queued (interrupted, or their worker died):
+    # their re-runs are counted instead, so they are not in `counts`.
+    rerun: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,6 +41,8 @@ class StudySummary:
     def to_text(self, top: int = 5) -> str:
         lines = [f"Study {self.study_name!r}: {self.direction} {self.metric}"]
         counts = ", ".join(f"{n} {s.lower()}" for s, n in self.counts.items() if n) or "no trials"
+        if self.rerun:
+            counts += f" ({self.rerun} more re-run: interrupted, or lost with a worker that died)"
         lines.append(f"Trials: {counts}")
         if self.prune_reasons:
             reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.prune_reasons.items(), key=lambda kv: -kv[1]))
@@ -87,7 +92,10 @@ def _row(trial: Any) -> TrialRow:
 
 def summarize_study(study: Any, storage: str = "", top: int = 5) -> StudySummary:
     """Summarise an Optuna study: counts by state, prune reasons, the `top` best completed trials."""
-    trials = study.get_trials(deepcopy=False)
+    from descentkit.tuner.budget import counted
+
+    everything = study.get_trials(deepcopy=False)
+    trials = counted(everything)
     counts = Counter(t.state.name for t in trials)
     reasons = Counter(t.user_attrs.get("prune_reason", "pruner") for t in trials if t.state.name == "PRUNED")
     maximize = study.direction.name == "MAXIMIZE"
@@ -101,6 +109,7 @@ def summarize_study(study: Any, storage: str = "", top: int = 5) -> StudySummary
         counts={s: counts.get(s, 0) for s in STATES if counts.get(s, 0)},
         prune_reasons=dict(reasons),
         best=[_row(t) for t in complete[:top]],
+        rerun=len(everything) - len(trials),
     )
 
 

@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import math
 import os
 import platform
 import random
+import signal
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from descentkit.studies import Dataset
 from descentkit.tuner.budget import (
+    INTERRUPTED,
     BudgetLock,
+    WaitLimit,
     counted_trials,
     finished_trials,
     has_waiting,
     is_counted,
     may_still_need_rerun,
     recover,
+    requeue_interrupted,
 )
 from descentkit.tuner.config import ConfigError, FloatParam, StudyConfig, load_study
 from descentkit.tuner.objective import (
@@ -48,7 +54,7 @@ from descentkit.tuner.lr_find import (
     with_learning_rate_range,
 )
 from descentkit.tuner.results import StudySummary, summarize_study
-from descentkit.tuner.storage import open_storage
+from descentkit.tuner.storage import StorageError, check_storage, describe_server_error, open_storage, redact
 
 _VERSIONED = ("descentkit", "tensorflow", "keras", "optuna", "mlflow", "numpy")
 
@@ -231,15 +237,39 @@ def open_study(config: StudyConfig, name: str, storage: str | None, worker_index
             break
         except ConfigError:
             raise
-        except Exception:
+        except Exception as exc:
             if attempt == attempts - 1 or storage is None:
-                raise
+                failure = _storage_failure(storage, exc)
+                if failure is exc:
+                    raise
+                raise failure from None
             time.sleep(0.2 + random.random() * (attempt + 1))
     if "config" not in study.user_attrs:
         study.set_user_attr("config", config.model_dump(mode="json"))
         study.set_user_attr("versions", _versions())
         study.set_user_attr("objective_metric", config.objective.metric)
     return study, location
+
+
+def _storage_failure(storage: str | None, exc: Exception) -> Exception:
+    """A StorageError with one line for a storage that failed while the study was opened
+    (a read-only database, a server gone), else `exc` itself."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    shown = redact(storage) if storage is not None else "(the embedded journal file)"
+    if isinstance(exc, sqlalchemy.exc.SQLAlchemyError) and storage is not None:
+        text = str(getattr(exc, "orig", None) or exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        if "readonly" in text.replace("-", "").replace(" ", "").lower():
+            return StorageError(f"storage {shown}: the database is read-only ({first}); make the file and its "
+                                "directory writable, or copy it to a path you can write")
+        if storage.startswith("sqlite"):
+            return StorageError(f"storage {shown}: SQLite failed ({first}); check the path and its permissions")
+        return StorageError(describe_server_error(shown, make_url(storage), exc))
+    if isinstance(exc, OSError):
+        return StorageError(f"storage {shown}: {exc.strerror or exc} ({exc.filename}); choose a path you can write")
+    return exc
 
 
 def limit_threads(threads: int) -> None:
@@ -259,7 +289,8 @@ def limit_threads(threads: int) -> None:
 def _optimize(study: Any, objective: Objective, target: int | None, timeout: float | None, callbacks: list[Any],
               lock: BudgetLock | None = None, max_bracket: int | None = None) -> None:
     """Run trials until the budget is spent, then drain: re-run the trials of workers
-    that died, waiting while any running trial might still turn out orphaned.
+    that died, waiting (at most `budget.wait_limit_s()`) while any running trial
+    might still turn out orphaned.
 
     Each trial starts under the study's `BudgetLock`, released as soon as the trial
     exists in the storage, so workers finishing at the same moment cannot both take
@@ -268,9 +299,21 @@ def _optimize(study: Any, objective: Objective, target: int | None, timeout: flo
     each trial costs milliseconds instead of a third of a second).
     `max_bracket` caps the configurations one bracket takes (`pruner: brackets`):
     a worker's share of the budget, so one worker cannot take it all.
+
+    Interrupted (KeyboardInterrupt: SIGINT, or SIGTERM under `interrupts()`), the
+    trials this worker holds are failed with `error_type: interrupted` and
+    re-queued for the next run, which trains them first; then the interrupt goes on.
     """
     with frozen_heap():
-        _run_trials(study, objective, target, timeout, callbacks, lock, max_bracket)
+        try:
+            _run_trials(study, objective, target, timeout, callbacks, lock, max_bracket)
+        except KeyboardInterrupt:
+            requeued = requeue_interrupted(study)
+            if requeued:
+                print(f"\ndescentkit: interrupted: trial(s) {', '.join(map(str, requeued))} failed "
+                      f"(error_type {INTERRUPTED}) and re-queued; the next run trains them first", file=sys.stderr,
+                      flush=True)
+            raise
 
 
 def _run_trials(study: Any, objective: Objective, target: int | None, timeout: float | None, callbacks: list[Any],
@@ -283,26 +326,76 @@ def _run_trials(study: Any, objective: Objective, target: int | None, timeout: f
         study.optimize(objective, timeout=timeout, catch=(Exception,), callbacks=callbacks)
         return
     lock = lock if lock is not None else BudgetLock(None, study.study_name)
+    runner = None
     if brackets:
         from descentkit.tuner.brackets import BracketRunner
 
-        BracketRunner(study, objective, brackets, target, deadline, callbacks, lock, max_bracket).run()
+        runner = BracketRunner(study, objective, brackets, target, deadline, callbacks, lock, max_bracket)
         if target is None:
+            runner.run()
             return
 
     def counted_then_run(trial: Any) -> float:
         lock.release()  # the trial is stored and counted: the next worker may check
         return objective(trial)
 
+    wait = WaitLimit()
     while deadline is None or time.monotonic() < deadline:
         with lock:
-            recover(study)
-            if counted_trials(study) < target or has_waiting(study):
+            recovered = recover(study)
+            if recovered:
+                print(f"descentkit: re-queued trial(s) {', '.join(map(str, recovered))} left running by a worker "
+                      "that died", file=sys.stderr, flush=True)
+            room = counted_trials(study) < target or has_waiting(study)
+            if room and runner is None:
                 study.optimize(counted_then_run, n_trials=1, catch=(Exception,), callbacks=callbacks)
+                wait.reset()
                 continue
-        if not may_still_need_rerun(study):
+        if room:  # brackets (re-queued trials too): the runner takes its trials under the lock itself
+            runner.run()
+            wait.reset()
+            continue
+        # Nothing left to start: wait while a running trial may yet be re-queued, within a bound.
+        if not may_still_need_rerun(study) or wait.expired(study):
             return
         time.sleep(1.0)
+
+
+_signals_seen: list[int] = []  # shared by nested `interrupts()` blocks (the CLI's around run_sweep's)
+_interrupt_depth = 0
+
+
+@contextlib.contextmanager
+def interrupts(on_second: Callable[[], None] | None = None) -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt once (the trial in progress is failed
+    and re-queued, see `_optimize`); a second one, anywhere inside the outermost such
+    block, exits at once with status 130, after `on_second` (the parent of worker
+    processes kills them). Main thread only; the previous handlers come back after."""
+    global _interrupt_depth
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _interrupt_depth == 0:
+        _signals_seen.clear()
+
+    def handler(signum: int, frame: Any) -> None:
+        _signals_seen.append(signum)
+        if len(_signals_seen) > 1:
+            if on_second is not None:
+                on_second()
+            os.write(2, b"\ndescentkit: interrupted again: exiting now; a trial left running is re-queued "
+                        b"on the next start\n")
+            os._exit(130)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _interrupt_depth += 1
+    try:
+        yield
+    finally:
+        _interrupt_depth -= 1
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _lock_location(storage: str | None, location: str) -> str:
@@ -313,14 +406,24 @@ def _lock_location(storage: str | None, location: str) -> str:
 
 def _worker_main(config_json: dict, name: str, storage: str | None, target: int | None,
                  timeout: float | None, threads: int, max_bracket: int | None, index: int) -> None:
-    """One worker process of `run_sweep(workers=N)`."""
+    """One worker process of `run_sweep(workers=N)`.
+
+    In a process group of its own: a Ctrl-C in the terminal reaches the parent only,
+    which passes one SIGTERM on (a second Ctrl-C: SIGKILL), so each worker gets one
+    interrupt, fails and re-queues its trials, and exits.
+    """
+    os.setpgrp()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    limit_threads(threads)
-    config = StudyConfig.model_validate(config_json)
-    study, location = open_study(config, name, storage, worker_index=index)
-    objective = Objective(config, load_dataset(config))
-    _optimize(study, objective, target, timeout, callbacks=[], lock=BudgetLock(_lock_location(storage, location), name),
-              max_bracket=max_bracket)
+    with interrupts():
+        try:
+            limit_threads(threads)
+            config = StudyConfig.model_validate(config_json)
+            study, location = open_study(config, name, storage, worker_index=index)
+            objective = Objective(config, load_dataset(config))
+            _optimize(study, objective, target, timeout, callbacks=[],
+                      lock=BudgetLock(_lock_location(storage, location), name), max_bracket=max_bracket)
+        except KeyboardInterrupt:
+            sys.exit(130)
 
 
 def _run_workers(config: StudyConfig, name: str, storage: str | None, target: int | None,
@@ -341,25 +444,49 @@ def _run_workers(config: StudyConfig, name: str, storage: str | None, target: in
     for process in processes:
         process.start()
     seen: set[int] = set()
-    try:
-        while True:
-            alive = any([p.is_alive() for p in processes])  # a list: reap every dead worker
-            for trial in study.get_trials(deepcopy=False):
-                if trial.number not in seen and trial.state.is_finished() and is_counted(trial, study):
-                    seen.add(trial.number)
-                    bar(study, trial)
-                    if tracker is not None:  # MLflow is written by this process only
-                        tracker(study, trial)
-            if not alive:
-                break
-            time.sleep(1.0)
-    except BaseException:
+
+    def kill_all() -> None:
         for process in processes:
-            process.terminate()
-        raise
-    finally:
-        for process in processes:
-            process.join()
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGKILL)
+
+    with interrupts(on_second=kill_all):
+        try:
+            while True:
+                alive = any([p.is_alive() for p in processes])  # a list: reap every dead worker
+                for trial in study.get_trials(deepcopy=False):
+                    if trial.number not in seen and trial.state.is_finished() and is_counted(trial, study):
+                        seen.add(trial.number)
+                        bar(study, trial)
+                        if tracker is not None:  # MLflow is written by this process only
+                            tracker(study, trial)
+                if not alive:
+                    break
+                time.sleep(1.0)
+        except BaseException:
+            for process in processes:  # one SIGTERM each: every worker re-queues its trials and exits
+                if process.is_alive():
+                    process.terminate()
+            raise
+        finally:
+            for process in processes:
+                process.join()
+
+
+def _say_resuming(study: Any, name: str, stored: int, target: int | None) -> None:
+    """One line when a sweep resumes a study that holds trials: how many, how many to run."""
+    import optuna
+
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    if not stored and not waiting:
+        return
+    todo = "until the timeout" if target is None else f"{max(0, target - stored)} to run"
+    line = f"descentkit: resuming study {name!r}: {stored} trials stored, {todo}"
+    origins = [t.user_attrs.get("retry_of", t.system_attrs.get("failed_trial")) for t in waiting]
+    origins = [str(n) for n in origins if n is not None]
+    if origins:
+        line += f"; first the re-queued trial(s) of {', '.join(origins)}"
+    print(line, file=sys.stderr, flush=True)
 
 
 def sweep_dataset(config: StudyConfig, data: Dataset | tuple | None = None) -> Dataset:
@@ -428,6 +555,7 @@ def run_sweep(
     """
     started = time.monotonic()  # the timeout counts the range test too
     config = study if isinstance(study, StudyConfig) else load_study(study)
+    check_storage(storage)  # a storage mistake is one line now, not after the data and the model
     if seed is not None:
         config = config.model_copy(update={"seed": seed})
     if workers < 1:
@@ -467,6 +595,7 @@ def run_sweep(
     else:
         target = None
     already = finished_trials(optuna_study)
+    _say_resuming(optuna_study, name, already, target)
     bar = _Progress(None if target is None else max(0, target - already), progress, config.objective.direction)
     tracker = None
     if tracking:
@@ -480,8 +609,9 @@ def run_sweep(
             _run_workers(config, name, storage, target, timeout, workers, optuna_study, bar, tracker)
         else:
             objective = Objective(config, dataset, builder=build_model, callbacks=callbacks)
-            _optimize(optuna_study, objective, target, timeout, callbacks=[bar, *([tracker] if tracker else [])],
-                      lock=lock)
+            with interrupts():
+                _optimize(optuna_study, objective, target, timeout, callbacks=[bar, *([tracker] if tracker else [])],
+                          lock=lock)
     finally:
         bar.close()
     if tracker is not None:

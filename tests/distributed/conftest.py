@@ -2,7 +2,10 @@
 
 `.ci/run` installs Debian's `postgresql`; this fixture runs its binaries on a
 throw-away data directory and a free port. As root the server runs as the
-`postgres` user (PostgreSQL refuses to run as root).
+`postgres` user (PostgreSQL refuses to run as root). The `descentkit` user logs
+in without a password; `dk_password` needs one (PASSWORD_USER below), so a wrong
+password is refused for real. With CI=true a missing PostgreSQL fails the run
+instead of skipping (`.ci/run` must have installed it).
 """
 
 from __future__ import annotations
@@ -18,6 +21,15 @@ import time
 from pathlib import Path
 
 import pytest
+
+PASSWORD_USER, PASSWORD = "dk_password", "right-password"
+
+
+def _missing(reason: str) -> None:
+    """Skip on a developer's machine; fail under CI, where the component must be there."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def _pg_bin() -> Path | None:
@@ -38,13 +50,13 @@ def _free_port() -> int:
 def postgres_url():
     bindir = _pg_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does it)")
+        _missing("PostgreSQL is not installed (apt-get install postgresql; .ci/run does it)")
     as_root = os.geteuid() == 0
     if as_root:
         try:
             user = pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("running as root and there is no `postgres` user to run the server as")
+            _missing("running as root and there is no `postgres` user to run the server as")
     root = Path(tempfile.mkdtemp(prefix="descentkit-pg-"))
     data, sockets = root / "data", root / "sock"
     sockets.mkdir()
@@ -59,10 +71,15 @@ def postgres_url():
 
     port = _free_port()
     run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "descentkit", "--no-sync")
+    hba = ("local all all trust\nhost all descentkit 127.0.0.1/32 trust\n"
+           "host all all 127.0.0.1/32 scram-sha-256\n")
+    (data / "pg_hba.conf").write_text(hba)
     run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60",
         "-o", f"-p {port} -h 127.0.0.1 -k {sockets} -c fsync=off -c max_connections=200", "start")
     try:
         run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "descentkit", "descentkit_test")
+        run(str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "descentkit", "-d", "descentkit_test",
+            "-c", f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'")
         yield f"postgresql+psycopg2://descentkit@127.0.0.1:{port}/descentkit_test"
     finally:
         subprocess.run(
@@ -70,6 +87,12 @@ def postgres_url():
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def password_url(postgres_url) -> str:
+    """The test database as the user that needs a password (the right one)."""
+    return postgres_url.replace("//descentkit@", f"//{PASSWORD_USER}:{PASSWORD}@")
 
 
 @pytest.fixture

@@ -114,7 +114,7 @@ except SystemExit as exc:
 """
 
 
-@pytest.mark.parametrize("case", ["low_above_high", "float_step_larger_than_range", "not_utf8"])
+@pytest.mark.parametrize("case", ["low_above_high", "float_step_larger_than_range", "not_utf8", "bad_storage"])
 def test_a_mistake_exits_before_tensorflow_is_imported(case, tmp_path):
     import subprocess
     import sys

@@ -62,9 +62,38 @@ def test_divergence_found_by_the_monitor_is_the_prune_reason(data, make_mlp):
     assert monitor.stopped_by.symptom == "divergence"
     assert len(history["loss"]) == 1
     assert all(math.isfinite(v) for v in study.trials[0].intermediate_values.values())
-    # the tuner raises after fit, so the trial ends PRUNED, never FAIL
-    with pytest.raises(optuna.TrialPruned):
-        raise optuna.TrialPruned(pruning.prune_reason)
+
+
+def test_a_diverging_trial_of_a_real_sweep_ends_pruned_never_failed(data, tmp_path):
+    """Through the tuner's objective and Optuna's own loop: the trial ends PRUNED with the
+    reason and its findings, the healthy one COMPLETE, no FAIL and no NaN handed to Optuna."""
+    from descentkit.tuner import StudyConfig, run_sweep
+
+    x, y = data
+
+    def build(params):
+        # the diverging configuration scales its inputs to infinity: a NaN loss at the first step
+        scale = [keras.layers.Rescaling(float("inf"))] if params["learning_rate"] > 1 else []
+        return keras.Sequential([keras.Input((8,)), *scale, keras.layers.Dense(16, activation="relu"),
+                                 keras.layers.Dense(1, activation="sigmoid")])
+
+    config = StudyConfig(name="prune", max_epochs=3, pruner="none", first_trial="sampler", sampler="random",
+                         prune_on=["divergence"], objective={"metric": "val_accuracy", "direction": "maximize"},
+                         search_space={"learning_rate": {"type": "categorical", "choices": [0.05, 1000.0]},
+                                       "batch_size": 32})
+    study = optuna.create_study(study_name="prune", storage=f"sqlite:///{tmp_path / 'p.db'}", direction="maximize")
+    for rate in (1000.0, 0.05):
+        study.enqueue_trial({"learning_rate": rate})
+    split = int(len(x) * 0.75)
+    result = run_sweep(config, data=(x[:split], y[:split], x[split:], y[split:]), build_model=build, trials=2,
+                       storage=f"sqlite:///{tmp_path / 'p.db'}", progress=False, tracking=False)
+    diverged, healthy = result.study.trials
+    assert diverged.state == optuna.trial.TrialState.PRUNED, diverged.user_attrs.get("error_message")
+    assert diverged.user_attrs["prune_reason"] == "divergence"
+    assert "divergence" in diverged.user_attrs["symptoms"]
+    assert all(math.isfinite(v) for v in diverged.intermediate_values.values())
+    assert healthy.state == optuna.trial.TrialState.COMPLETE and math.isfinite(healthy.value)
+    assert result.summary.counts == {"COMPLETE": 1, "PRUNED": 1}
 
 
 def test_a_nonfinite_value_is_never_reported(data, make_mlp):

@@ -1,4 +1,4 @@
-"""Fixtures for the MLflow tests: a tracking database per test, a fake sweep, a real server.
+"""Fixtures for the MLflow tests: a tracking database per test, a small real sweep, a real server.
 
 Creating an MLflow SQLite database runs its schema migrations (about 8 s here), so
 one migrated database is made per session and copied for each test.
@@ -18,8 +18,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-DIVERGING_LR = 0.3  # the fake objective's trials above this learning rate diverge
-FAILING_BATCH = 128  # ... and these fail with an exception
+# The small sweep's trials above this learning rate diverge (their model scales its
+# inputs to infinity: the loss is NaN at the first step), and those at FAILING_BATCH
+# below it fail (the model builder raises): every outcome, from real training.
+DIVERGING_LR = 0.3
+FAILING_BATCH = 128
+STUDY_NAME = "small-sweep"
 
 
 @pytest.fixture(scope="session")
@@ -44,72 +48,88 @@ def tracking_uri(migrated_db, tmp_path, monkeypatch) -> str:
     return f"sqlite:///{path}"
 
 
-def fake_objective(trial: optuna.Trial) -> float:
-    """Sets the user attributes `descentkit.tuner.objective.Objective` sets, with no training."""
-    lr = trial.suggest_float("learning_rate", 1e-3, 1.0, log=True)
-    batch = trial.suggest_categorical("batch_size", [32, 64, FAILING_BATCH])
-    optimizer = trial.suggest_categorical("optimizer", ["sgd", "momentum"])
-    history: dict[str, list[float]] = {"loss": [], "val_loss": [], "val_accuracy": []}
-    if batch == FAILING_BATCH and lr < DIVERGING_LR:
-        trial.set_user_attr("error_type", "ValueError")
-        trial.set_user_attr("error_message", "the model builder failed")
+def _data():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int64")
+    return x[:150], y[:150], x[150:], y[150:]
+
+
+def build_model(params):
+    """A small MLP; see DIVERGING_LR and FAILING_BATCH for the trials that go wrong on purpose."""
+    import keras
+
+    if params["batch_size"] == FAILING_BATCH and params["learning_rate"] < DIVERGING_LR:
         raise ValueError("the model builder failed")
-    for epoch in range(3):
-        if lr > DIVERGING_LR and epoch == 1:
-            history["loss"].append(float("nan"))
-            history["val_loss"].append(float("nan"))
-            history["val_accuracy"].append(0.1)
-            finding = {"symptom": "divergence", "severity": "critical", "epoch": 1, "step": 12,
-                       "message": "the loss became NaN at step 12.",
-                       "advice": "lower the learning rate below the measured stable bound", "evidence": {"step": 12}}
-            trial.set_user_attr("history", history)
-            trial.set_user_attr("findings", [finding])
-            trial.set_user_attr("symptoms", ["divergence"])
-            trial.set_user_attr("epochs_trained", 2)
-            trial.set_user_attr("prune_reason", "divergence")
-            raise optuna.TrialPruned("divergence at epoch 2")
-        accuracy = 0.5 + 0.4 * min(lr, 0.2) / 0.2 * (epoch + 1) / 3 + (0.01 if optimizer == "momentum" else 0)
-        history["loss"].append(1 - accuracy)
-        history["val_loss"].append(1.1 - accuracy)
-        history["val_accuracy"].append(accuracy)
-        trial.report(accuracy, epoch)
-    trial.set_user_attr("history", history)
-    trial.set_user_attr("findings", [])
-    trial.set_user_attr("symptoms", [])
-    trial.set_user_attr("epochs_trained", 3)
-    trial.set_user_attr("best_epoch", 2)
-    return accuracy
+    layers = [keras.Input((8,))]
+    if params["learning_rate"] > DIVERGING_LR:
+        layers.append(keras.layers.Rescaling(float("inf")))
+    return keras.Sequential([*layers, keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
 
 
-def make_study(name: str = "fake-sweep", storage: str | None = None) -> optuna.Study:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.RandomSampler(seed=3))
-    study.set_user_attr("config", {
-        "name": name, "max_epochs": 3, "objective": {"metric": "val_accuracy", "direction": "maximize"},
-        "search_space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
-                         "batch_size": {"type": "categorical", "choices": [32, 64, FAILING_BATCH]},
-                         "optimizer": {"type": "categorical", "choices": ["sgd", "momentum"]},
-                         "schedule": "constant"},
-    })
-    study.set_user_attr("objective_metric", "val_accuracy")
-    return study
+def small_config(name: str = STUDY_NAME):
+    from descentkit.tuner import StudyConfig
+
+    return StudyConfig(
+        name=name, seed=3, max_epochs=3, pruner="none", sampler="random", prune_on=["divergence"],
+        objective={"metric": "val_accuracy", "direction": "maximize"},
+        search_space={"learning_rate": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
+                      "batch_size": {"type": "categorical", "choices": [32, 64, FAILING_BATCH]},
+                      "optimizer": {"type": "categorical", "choices": ["sgd", "momentum"]},
+                      "schedule": "constant"},
+    )
 
 
-def run_fake_sweep(study: optuna.Study, trials: int, callbacks=()) -> None:
-    study.optimize(fake_objective, n_trials=trials, callbacks=list(callbacks), catch=(ValueError,))
+def make_study(name: str = STUDY_NAME, storage: str | None = None) -> optuna.Study:
+    """The small sweep's study, opened as a sweep opens it (its config and metric stored on it);
+    `storage` a journal path, default a new one in a temporary folder."""
+    import tempfile
+
+    from descentkit.tuner.sweep import open_study
+
+    if storage is None:
+        storage = str(Path(tempfile.mkdtemp(prefix="descentkit-small-sweep-")) / f"{name}.journal")
+    return open_study(small_config(name), name, storage)[0]
+
+
+def run_small_sweep(study: optuna.Study, trials: int, callbacks=()) -> None:
+    """`trials` real trials of the small sweep, the tuner's own Objective training each."""
+    from descentkit.tuner.objective import Objective, as_dataset
+
+    objective = Objective(small_config(study.study_name), as_dataset(_data(), name="data"), builder=build_model)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study.optimize(objective, n_trials=trials, callbacks=list(callbacks), catch=(Exception,))
 
 
 @pytest.fixture(scope="session")
-def fake_sweep():
-    """`make_study(name, storage=None)` and `run(study, trials, callbacks=())` for a sweep with no training."""
+def small_sweep():
+    """`make_study(name, storage=None)` and `run(study, trials, callbacks=())`: a sweep of real short trials."""
 
-    class FakeSweep:
+    class SmallSweep:
         make_study = staticmethod(make_study)
-        run = staticmethod(run_fake_sweep)
+        run = staticmethod(run_small_sweep)
         diverging_lr = DIVERGING_LR
+        name = STUDY_NAME
 
-    return FakeSweep
+    return SmallSweep
+
+
+@pytest.fixture(scope="session")
+def swept_journal(tmp_path_factory, small_sweep) -> Path:
+    """A journal file holding a finished 12-trial small sweep (run once per session; copy it to change it)."""
+    path = tmp_path_factory.mktemp("swept") / f"{STUDY_NAME}.journal"
+    small_sweep.run(small_sweep.make_study(storage=str(path)), 12)
+    return path
+
+
+@pytest.fixture
+def swept_study(swept_journal, tmp_path) -> optuna.Study:
+    """A copy of the finished 12-trial small sweep, in tmp_path, to read or to grow."""
+    path = tmp_path / swept_journal.name
+    shutil.copy(swept_journal, path)
+    return make_study(storage=str(path))
 
 
 def free_port() -> int:
@@ -132,39 +152,73 @@ def dead_tracking_uri() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
+class MlflowServer:
+    """A real `mlflow server` (lean: 1 worker, no job runner) on 127.0.0.1, in a process group
+    of its own; `kill()` is a SIGKILL of the group, `start()` again serves the same store on
+    the same port."""
+
+    def __init__(self, root: Path, migrated_db: Path, port: int | None = None) -> None:
+        self.root = root
+        shutil.copy(migrated_db, root / "mlflow.db")
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self, timeout: float = 90) -> str:
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        command = [sys.executable, "-m", "mlflow", "server", "--workers", "1", "--host", "127.0.0.1",
+                   "--port", str(self.port), "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+                   "--artifacts-destination", str(self.root / "artifacts")]
+        self._log = open(self.root / "server.log", "a")
+        self.process = subprocess.Popen(command, cwd=self.root, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"mlflow server exited with {self.process.returncode}: {self.log()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        return self.url
+            except OSError:
+                time.sleep(0.25)
+        pytest.fail(f"mlflow server did not answer /health within {timeout:.0f} s: {self.log()[-2000:]}")
+
+    def log(self) -> str:
+        return (self.root / "server.log").read_text()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, requests in flight cut off."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, 9)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, 15)  # the server's own process group: uvicorn and its worker
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory, migrated_db, request):
-    """A real `mlflow server` (lean: 1 worker, no job runner) on a free port; its URL."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    shutil.copy(migrated_db, root / "mlflow.db")
-    port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [sys.executable, "-m", "mlflow", "server", "--workers", "1", "--host", "127.0.0.1", "--port", str(port),
-               "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")]
-    log = open(root / "server.log", "w")
-    process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    """A real `mlflow server` on a free port for the module; its URL."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"), migrated_db)
+    request.addfinalizer(server.stop)
+    return server.start()
 
-    def stop() -> None:
-        if process.poll() is None:
-            os.killpg(process.pid, 15)  # the server's own process group: uvicorn and its worker
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
-                process.wait()
-        log.close()
 
-    request.addfinalizer(stop)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow server exited with {process.returncode}: {(root / 'server.log').read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                if response.status == 200:
-                    return url
-        except OSError:
-            time.sleep(0.25)
-    pytest.fail(f"mlflow server did not answer /health within 90 s: {(root / 'server.log').read_text()[-2000:]}")
+@pytest.fixture
+def restartable_mlflow_server(tmp_path_factory, migrated_db):
+    """A real `mlflow server` for one test, to kill and start again (`MlflowServer`)."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-restartable"), migrated_db)
+    server.start()
+    yield server
+    server.stop()

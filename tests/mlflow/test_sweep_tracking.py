@@ -25,17 +25,17 @@ def _finished(study):
 
 
 @pytest.fixture(scope="module")
-def logged_sweep(migrated_db, fake_sweep, tmp_path_factory):
-    """A 12-trial fake sweep logged by a SweepTracker to a fresh SQLite store: (study, tracker, uri)."""
+def logged_sweep(migrated_db, small_sweep, tmp_path_factory):
+    """A 12-trial small real sweep logged by a SweepTracker to a fresh SQLite store: (study, tracker, uri)."""
     root = tmp_path_factory.mktemp("logged-sweep")
     shutil.copy(migrated_db, root / "mlflow.db")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)  # MLflow's default artifact root is ./mlruns
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        study = fake_sweep.make_study()
+        study = small_sweep.make_study()
         tracker = SweepTracker(tracking_uri=uri, storage="postgresql+psycopg2://bob:s3cret@db.example/optuna")
-        fake_sweep.run(study, 12, callbacks=[tracker])
+        small_sweep.run(study, 12, callbacks=[tracker])
         tracker.finish(study)
         yield study, tracker, uri
 
@@ -44,17 +44,17 @@ def test_one_parent_and_one_nested_child_per_trial(logged_sweep):
     study, tracker, tracking_uri = logged_sweep
     client = MlflowClient(tracking_uri)
 
-    parents = _runs(client, "fake-sweep", "tags.`descentkit.role` = 'parent'")
+    parents = _runs(client, "small-sweep", "tags.`descentkit.role` = 'parent'")
     assert len(parents) == 1
     parent = parents[0]
-    assert parent.data.tags["descentkit.study"] == "fake-sweep" and parent.info.status == "FINISHED"
-    children = _runs(client, "fake-sweep", "tags.`descentkit.role` = 'trial'")
+    assert parent.data.tags["descentkit.study"] == "small-sweep" and parent.info.status == "FINISHED"
+    children = _runs(client, "small-sweep", "tags.`descentkit.role` = 'trial'")
     assert sorted(int(r.data.tags["descentkit.trial"]) for r in children) == _finished(study)
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children)
     assert {r.info.run_name for r in children} == {f"trial-{n}" for n in _finished(study)}
 
     states = {t.number: t.state.name for t in study.trials}
-    assert set(states.values()) == {"COMPLETE", "PRUNED", "FAIL"}, "the fake sweep should show every outcome"
+    assert set(states.values()) == {"COMPLETE", "PRUNED", "FAIL"}, "the small sweep should show every outcome"
     status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
     for run in children:
         number = int(run.data.tags["descentkit.trial"])
@@ -90,50 +90,49 @@ def test_filters_find_diverged_trials_and_learning_rate_ranges(logged_sweep):
     study, _, tracking_uri = logged_sweep
     client = MlflowClient(tracking_uri)
 
-    diverged = _runs(client, "fake-sweep", 'tags."descentkit.symptom.divergence" = "critical"')
+    diverged = _runs(client, "small-sweep", 'tags."descentkit.symptom.divergence" = "critical"')
     expected = {t.number for t in study.trials if t.user_attrs.get("prune_reason") == "divergence"}
-    assert expected, "the fake sweep should have diverging trials"
+    assert expected, "the small sweep should have diverging trials"
     assert {int(r.data.tags["descentkit.trial"]) for r in diverged} == expected
     assert all("divergence" in r.data.tags["descentkit.symptoms"].split(",") for r in diverged)
     assert all(r.data.tags["descentkit.state"] == "PRUNED" for r in diverged), "the parent is no trial"
-    by_reason = _runs(client, "fake-sweep", 'tags."descentkit.prune_reason" = "divergence"')
+    by_reason = _runs(client, "small-sweep", 'tags."descentkit.prune_reason" = "divergence"')
     assert {r.info.run_id for r in by_reason} == {r.info.run_id for r in diverged}
     artifact = client.download_artifacts(diverged[0].info.run_id, "findings.json")
     assert json.loads(open(artifact).read())[0]["symptom"] == "divergence"
 
-    fast = _runs(client, "fake-sweep", 'metrics."param.learning_rate" > 0.1')
+    fast = _runs(client, "small-sweep", 'metrics."param.learning_rate" > 0.1')
     assert {int(r.data.tags["descentkit.trial"]) for r in fast} == {
         t.number for t in study.trials if t.state.is_finished() and t.params.get("learning_rate", 0) > 0.1}
 
-    best = _runs(client, "fake-sweep", 'tags."descentkit.state" = "COMPLETE" and metrics."param.learning_rate" > 0.01',
+    best = _runs(client, "small-sweep", 'tags."descentkit.state" = "COMPLETE" and metrics."param.learning_rate" > 0.01',
                  order_by=["metrics.objective DESC"])[0]
     complete = [t for t in study.trials if t.state.name == "COMPLETE" and t.params["learning_rate"] > 0.01]
     assert int(best.data.tags["descentkit.trial"]) == max(complete, key=lambda t: t.value).number
 
 
-def test_relog_is_idempotent(tracking_uri, fake_sweep, no_study_plots):
-    study = fake_sweep.make_study()
-    fake_sweep.run(study, 6)
+def test_relog_is_idempotent(tracking_uri, swept_study, small_sweep, no_study_plots):
+    study = swept_study
     first = relog_study(study, tracking_uri)
-    assert first == _finished(study)
+    assert first == _finished(study) and len(first) == 12
     assert relog_study(study, tracking_uri) == [], "a second re-log must add nothing"
-    fake_sweep.run(study, 2)  # the study grows; a re-log adds only the new trials
-    assert relog_study(study, tracking_uri) == [6, 7]
+    small_sweep.run(study, 2)  # the study grows; a re-log adds only the new trials
+    assert relog_study(study, tracking_uri) == [12, 13]
     client = MlflowClient(tracking_uri)
-    assert len(_runs(client, "fake-sweep", "tags.`descentkit.role` = 'parent'")) == 1
-    children = _runs(client, "fake-sweep", "tags.`descentkit.role` = 'trial'")
+    assert len(_runs(client, "small-sweep", "tags.`descentkit.role` = 'parent'")) == 1
+    children = _runs(client, "small-sweep", "tags.`descentkit.role` = 'trial'")
     numbers = [int(r.data.tags["descentkit.trial"]) for r in children]
     assert sorted(numbers) == _finished(study) and len(numbers) == len(set(numbers))
 
 
-def test_unreachable_server_costs_no_trial_and_relog_catches_up(tracking_uri, dead_tracking_uri, fake_sweep,
+def test_unreachable_server_costs_no_trial_and_relog_catches_up(tracking_uri, dead_tracking_uri, small_sweep,
                                                                  tmp_path, capsys, no_study_plots):
     dead = dead_tracking_uri
-    storage = str(tmp_path / "fake-sweep.journal")
-    study = fake_sweep.make_study(storage=_journal(storage))
+    storage = str(tmp_path / "small-sweep.journal")
+    study = small_sweep.make_study(storage=storage)
     tracker = SweepTracker(tracking_uri=dead, storage=storage)
     started = time.monotonic()
-    fake_sweep.run(study, 5, callbacks=[tracker])
+    small_sweep.run(study, 5, callbacks=[tracker])
     tracker.finish(study)
     elapsed = time.monotonic() - started
 
@@ -141,30 +140,24 @@ def test_unreachable_server_costs_no_trial_and_relog_catches_up(tracking_uri, de
     assert tracker.not_logged == _finished(study)
     err = capsys.readouterr().err
     last = [line for line in err.splitlines() if "not logged" in line][-1]
-    assert f"trial(s) {', '.join(map(str, _finished(study)))} of study 'fake-sweep' not logged" in last
-    assert f"descentkit mlflow-relog fake-sweep --storage {storage} --tracking-uri {dead}" in last
+    assert f"trial(s) {', '.join(map(str, _finished(study)))} of study 'small-sweep' not logged" in last
+    assert f"descentkit mlflow-relog small-sweep --storage {storage} --tracking-uri {dead}" in last
     assert elapsed < 20, f"a dead server stalled the sweep for {elapsed:.0f} s"
 
     # The server is back (here: another tracking URI): the command logs every trial once.
-    assert relog_command("fake-sweep", storage, tracking_uri) == _finished(study)
-    assert relog_command("fake-sweep", storage, tracking_uri) == []
+    assert relog_command("small-sweep", storage, tracking_uri) == _finished(study)
+    assert relog_command("small-sweep", storage, tracking_uri) == []
 
 
-def _journal(path: str):
-    import optuna
-
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
-
-
-def test_sweep_logged_to_a_real_mlflow_server(mlflow_server, fake_sweep, monkeypatch, tmp_path):
+def test_sweep_logged_to_a_real_mlflow_server(mlflow_server, small_sweep, monkeypatch, tmp_path):
     from descentkit.tuner import report
 
     monkeypatch.chdir(tmp_path)
     # One plot is enough to prove artifacts reach the server's store (all six are checked on SQLite).
     monkeypatch.setattr(report, "STUDY_PLOTS", {"pathology_map": report.plot_pathology_map})
-    study = fake_sweep.make_study("server-sweep")
+    study = small_sweep.make_study("server-sweep")
     tracker = SweepTracker(tracking_uri=mlflow_server)
-    fake_sweep.run(study, 6, callbacks=[tracker])
+    small_sweep.run(study, 6, callbacks=[tracker])
     tracker.finish(study)
     assert tracker.not_logged == []
     client = MlflowClient(mlflow_server)
@@ -217,3 +210,87 @@ def test_real_sweep_trials_relog_with_their_history(tracking_uri, tmp_path, no_s
     # the first trial was the range test's choice, and says so; the sampler proposed the second
     proposed = {run.data.tags["descentkit.trial"]: run.data.tags.get("descentkit.first_trial") for run in children}
     assert proposed == {"0": "range_test", "1": None}
+
+
+def _cli(*args: str, cwd, env: dict, timeout: float = 300, background: bool = False):
+    import os
+    import subprocess
+    import sys
+
+    full = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env}
+    command = [sys.executable, "-m", "descentkit.tuner.cli", *args]
+    if background:
+        err = open(cwd / "sweep.err", "w")
+        return subprocess.Popen(command, cwd=cwd, env=full, stdout=subprocess.DEVNULL, stderr=err, text=True)
+    return subprocess.run(command, cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_server_killed_mid_sweep_and_restarted_then_relog_twice(restartable_mlflow_server, tmp_path):
+    """SIGKILL the tracking server while a real sweep logs to it, start it again on the same
+    port, then `descentkit mlflow-relog` twice: one child run per finished trial, no duplicate."""
+    import optuna
+    import yaml
+
+    from descentkit.studies import builtin_study_path
+    from descentkit.tuner.storage import open_storage
+
+    server = restartable_mlflow_server
+    data = yaml.safe_load(builtin_study_path("digits").read_text())
+    data.update(name="outage", max_epochs=2, pruner="none", sampler="random", first_trial="sampler",
+                prune_on=["divergence"])
+    data["search_space"]["batch_size"] = 64
+    data["search_space"]["learning_rate"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
+    (tmp_path / "outage.yaml").write_text(yaml.safe_dump(data))
+    env = {"MLFLOW_TRACKING_URI": server.url, "DESCENTKIT_TRACKING": "true"}
+    journal = tmp_path / "descentkit_studies" / "outage.journal"
+    client = MlflowClient(server.url)
+
+    def children():
+        experiment = client.get_experiment_by_name("outage")
+        if experiment is None:
+            return []
+        return client.search_runs([experiment.experiment_id], "tags.`descentkit.role` = 'trial'", max_results=1000)
+
+    def finished():
+        if not journal.exists():
+            return []
+        study = optuna.load_study(study_name="outage", storage=open_storage(str(journal), "outage")[0])
+        return sorted(t.number for t in study.get_trials() if t.state.is_finished())
+
+    sweep = _cli("sweep", "outage.yaml", "--trials", "8", "--quiet", cwd=tmp_path, env=env, background=True)
+    try:
+        deadline = time.monotonic() + 240
+        while len(children()) < 2:
+            assert sweep.poll() is None, (tmp_path / "sweep.err").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the sweep logged no 2 trials in time"
+            time.sleep(0.3)
+        server.kill()
+        at_kill = len(finished())
+        while len(finished()) < at_kill + 2 and sweep.poll() is None:  # trials finish while the server is down
+            time.sleep(0.3)
+        server.start()
+        sweep.wait(timeout=300)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    err = (tmp_path / "sweep.err").read_text()
+    assert sweep.returncode == 0, err[-3000:]
+    assert "MLflow tracking at" in err and "failed" in err, "the outage was not noticed"
+    done = finished()
+    assert len(done) == 8, "the outage cost trials"
+
+    first = _cli("mlflow-relog", "outage", cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    second = _cli("mlflow-relog", "outage", cwd=tmp_path, env=env)
+    assert second.returncode == 0, second.stderr
+    assert "Logged 0 trial(s) of 'outage' to MLflow (every trial was already there)" in second.stdout
+    runs = children()
+    numbers = [int(r.data.tags["descentkit.trial"]) for r in runs]
+    assert sorted(numbers) == done, f"child runs {sorted(numbers)} for finished trials {done}"
+    assert len(numbers) == len(set(numbers)), "duplicate child runs"
+    experiment = client.get_experiment_by_name("outage")
+    parents = client.search_runs([experiment.experiment_id], "tags.`descentkit.role` = 'parent'")
+    assert len(parents) == 1 and all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in runs)
+    print(f"\nFIGURES mlflow outage: requested 8, finished {len(done)}, child runs {len(numbers)}, duplicated 0, "
+          f"lost 0; first relog: {first.stdout.strip()}; second relog: {second.stdout.strip()}")

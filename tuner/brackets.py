@@ -53,6 +53,7 @@ from descentkit.tuner.budget import (
     WORKER_ATTR,
     BudgetLock,
     Heartbeats,
+    check_interrupted,
     counted_trials,
     recover,
     worker_id,
@@ -227,6 +228,7 @@ class BracketRunner:
                keep: str | None) -> bool:
         """Train `trial` to epoch `until`; False (and the trial told) when it ended PRUNED or FAIL."""
         number = trial.number
+        check_interrupted()
         try:
             values[number], checkpoints[number] = self.objective.train(
                 trial, until, resume=checkpoints.get(number), keep=keep)

@@ -38,6 +38,17 @@ RETRY_OF_ATTR = "retry_of"
 FIRST_TRIAL_ATTR = "first_trial"
 # error_type of a trial whose worker was interrupted (SIGINT/SIGTERM); its parameters are re-queued.
 INTERRUPTED = "interrupted"
+# The signals received inside `sweep.interrupts()` (cleared when its outermost block ends).
+# The handler raises KeyboardInterrupt once; a library that swallows it (Keras has bare
+# `except:` clauses) cannot keep the worker going: `check_interrupted` raises it again at
+# the next epoch end or trial boundary.
+signals_seen: list[int] = []
+
+
+def check_interrupted() -> None:
+    """KeyboardInterrupt if a signal arrived and the sweep is still running."""
+    if signals_seen:
+        raise KeyboardInterrupt
 # A waiting worker gives up after DESCENTKIT_WAIT_S (default: the heartbeat grace
 # period and WAIT_MARGIN_INTERVALS heartbeat intervals more, at least MIN_WAIT_S).
 WAIT_MARGIN_INTERVALS = 3

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from descentkit.studies import DATASETS, MODELS, Dataset
-from descentkit.tuner.budget import INTERRUPTED, WORKER_ATTR, worker_id
+from descentkit.tuner.budget import INTERRUPTED, WORKER_ATTR, check_interrupted, worker_id
 from descentkit.tuner.config import CategoricalParam, FloatParam, IntParam, StudyConfig
 from descentkit.tuner.sgd import build_optimizer
 
@@ -294,6 +294,7 @@ class Objective:
         trial.set_user_attr(WORKER_ATTR, worker_id())
         kept = custom_gradient_names()
         try:
+            check_interrupted()
             return self._run(trial, until_epoch, resume, keep)
         except optuna.TrialPruned:
             raise
@@ -339,7 +340,7 @@ class Objective:
             initial_epoch=start,
             epochs=until_epoch,
             validation_data=(data.x_val, data.y_val),
-            callbacks=[monitor, pruning, *self.callbacks],
+            callbacks=[monitor, pruning, _interrupt_check(), *self.callbacks],
             verbose=0,
         ).history
 
@@ -371,6 +372,23 @@ class Objective:
         trial.set_user_attr("best_epoch", series.index(best))
         checkpoint = Checkpoint.save(model, keep, len(series), history, findings) if keep else None
         return best, checkpoint
+
+
+_interrupt_check_class: type | None = None
+
+
+def _interrupt_check() -> Any:
+    """A Keras callback raising a swallowed interrupt again at each epoch's end (budget.check_interrupted)."""
+    global _interrupt_check_class
+    if _interrupt_check_class is None:
+        import keras
+
+        class InterruptCheck(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                check_interrupted()
+
+        _interrupt_check_class = InterruptCheck
+    return _interrupt_check_class()
 
 
 class Checkpoint:

@@ -24,6 +24,7 @@ from descentkit.tuner.budget import (
     INTERRUPTED,
     BudgetLock,
     WaitLimit,
+    check_interrupted,
     counted_trials,
     finished_trials,
     has_waiting,
@@ -31,6 +32,7 @@ from descentkit.tuner.budget import (
     may_still_need_rerun,
     recover,
     requeue_interrupted,
+    signals_seen,
 )
 from descentkit.tuner.config import ConfigError, FloatParam, StudyConfig, load_study
 from descentkit.tuner.objective import (
@@ -341,6 +343,7 @@ def _run_trials(study: Any, objective: Objective, target: int | None, timeout: f
 
     wait = WaitLimit()
     while deadline is None or time.monotonic() < deadline:
+        check_interrupted()
         with lock:
             recovered = recover(study)
             if recovered:
@@ -361,8 +364,7 @@ def _run_trials(study: Any, objective: Objective, target: int | None, timeout: f
         time.sleep(1.0)
 
 
-_signals_seen: list[int] = []  # shared by nested `interrupts()` blocks (the CLI's around run_sweep's)
-_interrupt_depth = 0
+_interrupt_depth = 0  # nested `interrupts()` blocks (the CLI's around run_sweep's) share budget.signals_seen
 
 
 @contextlib.contextmanager
@@ -376,11 +378,11 @@ def interrupts(on_second: Callable[[], None] | None = None) -> Iterator[None]:
         yield
         return
     if _interrupt_depth == 0:
-        _signals_seen.clear()
+        signals_seen.clear()
 
     def handler(signum: int, frame: Any) -> None:
-        _signals_seen.append(signum)
-        if len(_signals_seen) > 1:
+        signals_seen.append(signum)
+        if len(signals_seen) > 1:
             if on_second is not None:
                 on_second()
             os.write(2, b"\ndescentkit: interrupted again: exiting now; a trial left running is re-queued "
@@ -396,6 +398,8 @@ def interrupts(on_second: Callable[[], None] | None = None) -> Iterator[None]:
         _interrupt_depth -= 1
         for sig, old in previous.items():
             signal.signal(sig, old)
+        if _interrupt_depth == 0:
+            signals_seen.clear()
 
 
 def _lock_location(storage: str | None, location: str) -> str:

@@ -106,6 +106,8 @@ def test_ctrl_c_requeues_the_trials_in_progress_and_resume_completes_the_sweep(t
         reruns = [r for r in finished if r.user_attrs.get("retry_of") == t.number]
         assert len(reruns) == 1 and (reruns[0].params == t.params or not t.params)
     assert f"({len(interrupted)} more re-run: interrupted" in out
+    print(f"\nFIGURES SIGINT then resume: {stored} finished before, {len(interrupted)} interrupted and re-queued, "
+          f"resume requested 4 and finished {len(finished) - stored}, none running or waiting at the end")
 
 
 @pytest.mark.slow
@@ -133,3 +135,22 @@ def test_a_second_signal_exits_at_once_and_the_next_start_recovers_the_trial(tmp
     failed = [t for t in study.trials if t.state == State.FAIL]
     assert len(failed) == 1  # interrupted (told at once) or left running and recovered on this start
     assert [t for t in study.trials if t.user_attrs.get("retry_of") == failed[0].number]
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_worker_processes_requeues_every_workers_trial(tmp_path):
+    """Ctrl-C reaches the parent; it passes one SIGTERM to each worker process, and every
+    trial in progress is failed and re-queued before the command exits."""
+    path = _study_file(tmp_path, "none")
+    sweep = _start(tmp_path, str(path), "--trials", "20", "--workers", "2")
+    _wait_mid_trial(tmp_path, sweep)
+    sweep.send_signal(signal.SIGINT)
+    sweep.wait(timeout=90)
+    out, err = _text(sweep)
+    assert sweep.returncode == 130, err[-2000:]
+    study = _study(tmp_path)
+    assert not [t for t in study.trials if t.state == State.RUNNING], "a worker's trial was left running"
+    interrupted = [t for t in study.trials if t.state == State.FAIL]
+    assert interrupted and all(t.user_attrs["error_type"] == "interrupted" for t in interrupted)
+    queued = sorted(t.user_attrs["retry_of"] for t in study.trials if t.state == State.WAITING)
+    assert queued == [t.number for t in interrupted]

@@ -182,6 +182,8 @@ class DiagnosisCallback(keras.callbacks.Callback):
         # off Keras's asynchronous batch dispatch, which cost a small model 20 % a step.
         # `batch` steps of this epoch are done; the ring buffer holds their signals,
         # the step loss included, so one read every few steps is all the per-batch work.
+        if self._recorder is not None:
+            self._recorder.before_batch()
         if batch - self._flushed_batch < self._flush_every:
             return
         self._flushed_batch = batch
@@ -190,6 +192,8 @@ class DiagnosisCallback(keras.callbacks.Callback):
             self._diagnose(self._urgent, self._epoch)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._recorder is not None:
+            self._recorder.after_last_batch()
         self._flush()
         dead, saturated = {}, {}
         if self._probe is not None and (epoch + 1) % self.activation_freq == 0:
@@ -209,6 +213,8 @@ class DiagnosisCallback(keras.callbacks.Callback):
             self._recorder.epoch_boundary()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._recorder is not None:
+            self._recorder.after_last_batch()
         self._flush()
         if self._recorder is not None:
             self._recorder.uninstall()

@@ -3,11 +3,19 @@
 `StepSignalRecorder` wraps the optimizer's `apply` (the inner optimizer of a
 `LossScaleOptimizer`, whose gradients are already unscaled) for the length of one
 `fit()`. Inside the compiled train step the wrapper computes the global and
-per-layer gradient L2 norms, the count of non-finite gradient values, the
-per-layer update-to-weight ratio `||w_after - w_before|| / ||w_before||` and the
-batch loss, and writes them as one row of a ring-buffer `tf.Variable` indexed by
-the optimizer's step counter. The host reads the buffer only when asked (every
-few steps and at epoch end): a host read costs 30-80 us, 10-20 % of a 1 ms step.
+per-layer sums of squared gradients and reads the batch loss, and writes them as
+one row of a ring-buffer `tf.Variable` indexed by the optimizer's step counter:
+a few small ops a step, because on a small model each op of the step is a
+measurable share of it. The host reads the buffer only when asked (every few
+steps and at epoch end; a host read costs 30-80 us, 10-20 % of a 1 ms step) and
+turns the sums into norms there.
+
+The per-layer update-to-weight ratio `||w_after - w_before|| / ||w_before||` is
+sampled every few steps. With one step per execution the host asks for it: before
+a sampled step a small compiled function copies the weights, after it another
+writes the ratio into that step's row, so the train step itself carries nothing
+for it. With several steps per execution the step does it, in a branch taken on
+sampled steps only.
 
 The buffer is a plain `tf.Variable` held here, never by the model or the
 optimizer, so saving the model and the optimizer's variable list are unaffected.
@@ -24,9 +32,12 @@ import tensorflow as tf
 
 from descentkit.diagnostics import TrainingRecord
 
-# Row layout of the ring buffer; per-layer columns follow the fixed ones.
-_STEP, _GRAD_NORM, _NONFINITE, _LOSS_TOTAL, _LOSS_COUNT = range(5)
-_FIXED_COLUMNS = 5
+# Row layout of the ring buffer: the step, half the sum of squared gradients (what
+# `tf.nn.l2_loss` gives), the loss tracker's running total and count; then per
+# layer half its sum of squares (one more column for variables of no known layer),
+# then per layer the update ratio (NaN on steps not sampled).
+_STEP, _HALF_SQ, _LOSS_TOTAL, _LOSS_COUNT = range(4)
+_FIXED_COLUMNS = 4
 # Keeps the update ratio finite for layers whose weights are all zero.
 _EPSILON = 1e-12
 # Attribute on our `apply` wrapper that points back to its hook.
@@ -60,6 +71,7 @@ class _ApplyHook:
         self.saved_instance_apply = optimizer.__dict__.get("apply")
         self.original_apply = optimizer.apply
 
+        @tf.autograph.experimental.do_not_convert  # plain Python control flow, traced as written
         def apply(grads: Sequence[Any], trainable_variables: Sequence[Any] | None = None) -> Any:
             return self.apply(grads, trainable_variables)
 
@@ -105,6 +117,7 @@ class _ApplyHook:
         return result
 
 
+@tf.autograph.experimental.do_not_convert
 def _builds_variables_now(optimizer: Any, variables: list[Any] | None) -> bool:
     """Build an unbuilt optimizer inside the trace now, as its `apply` would; True if that
     created variables.
@@ -183,6 +196,13 @@ class StepSignalRecorder:
         self._loss_total = 0.0
         self._loss_count = 0.0
         self.steps_lost = 0
+        # The host-sampled update ratio (one step per execution): the step the next
+        # batch runs, the functions that copy the weights and measure the ratio, and
+        # whether a copy waits for its step to run.
+        self._host_sampled = False
+        self._next_step = 0
+        self._ratio_functions: tuple[Any, Any] | None = None
+        self._copied = False
 
     # ------------------------------------------------------------ install
     @property
@@ -202,8 +222,11 @@ class StepSignalRecorder:
         self._model = model
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
         self._rows = max(self._rows, self.min_rows, 2 * spe)
+        self._host_sampled = bool(self.update_ratio_every) and spe == 1
         optimizer = target_optimizer(model)
         iterations = int(optimizer.iterations.numpy())
+        self._next_step = iterations + 1
+        self._copied = False
         if iterations < self._last_step:  # a new optimizer (recompiled): its steps restart
             self._last_step = iterations
             if self._buffer is not None:
@@ -227,10 +250,12 @@ class StepSignalRecorder:
         trace: a `tf.function` that creates variables is traced twice (about 0.3 s
         a `fit` for a small MLP)."""
         model_name = getattr(self._model, "name", "")
+        if self.layer_names is None and variables:
+            self._setup(variables)  # a built model: its layers are known before the first step
         layers = {layer_key(getattr(v, "path", v.name), model_name) for v in variables}
         if self.layer_names is not None:
             layers.update(self.layer_names)
-        self._ensure_buffer(_FIXED_COLUMNS + 2 * len(layers))
+        self._ensure_buffer(_width(len(layers)))
         if self.update_ratio_every:
             self._shadows_of(variables)
 
@@ -252,6 +277,55 @@ class StepSignalRecorder:
         self._loss_total = 0.0
         self._loss_count = 0.0
 
+    # ------------------------------------------------------------ host-sampled update ratio
+    def before_batch(self) -> None:
+        """Call at the start of every batch (one step each): finish the update ratio of
+        the step just run, and copy the weights before a sampled step."""
+        if not self._host_sampled:
+            return
+        self.after_last_batch()
+        step = self._next_step
+        self._next_step += 1
+        if step % self.update_ratio_every == 0:
+            functions = self._ratio_functions or self._make_ratio_functions()
+            if functions is not None:
+                functions[0]()
+                self._copied = True
+
+    def after_last_batch(self) -> None:
+        """Finish the update ratio of the last step run, if its weights were copied."""
+        if self._copied:
+            self._copied = False
+            self._ratio_functions[1]()
+
+    def _make_ratio_functions(self) -> tuple[Any, Any] | None:
+        """The compiled copy and measure functions, once the model has its variables
+        and the step has been traced (which names the layers)."""
+        variables = list(self._model.trainable_variables)
+        if not variables or self.layer_names is None or self._buffer is None:
+            return None
+        pairs = [(None, v) for v in variables]
+        shadows = self._shadows_of(variables)
+        segment_ids = self._segment_ids(pairs)
+        optimizer = target_optimizer(self._model)
+        buffer, rows, n_layers = self._buffer, self._rows, len(self.layer_names)
+        columns = tf.constant(_FIXED_COLUMNS + n_layers + 1 + np.arange(n_layers), tf.int64)
+
+        @tf.function(autograph=False)
+        def copy() -> None:
+            for v, shadow in zip(variables, shadows):
+                shadow.assign(v.value)
+
+        @tf.function(autograph=False)
+        def measure() -> None:
+            ratio = _update_ratio(variables, shadows, segment_ids, n_layers)
+            row = tf.math.floormod(tf.cast(optimizer.iterations, tf.int64), rows)
+            indices = tf.stack([tf.fill([n_layers], row), columns], axis=1)
+            buffer.scatter_nd_update(indices, ratio)
+
+        self._ratio_functions = (copy, measure)
+        return self._ratio_functions
+
     # ------------------------------------------------------------ in graph
     def _setup(self, variables: list[Any]) -> None:
         """Create the buffer and the layer grouping, once, outside any traced function."""
@@ -264,7 +338,7 @@ class StepSignalRecorder:
                     names.append(key)
             self.layer_names = names
             self._segments = {name: i for i, name in enumerate(names)}
-        self._ensure_buffer(_FIXED_COLUMNS + 2 * len(self.layer_names))
+        self._ensure_buffer(_width(len(self.layer_names)))
 
     def _ensure_buffer(self, width: int) -> None:
         """A ring buffer of `self._rows` rows and at least `width` columns. A wider one
@@ -274,12 +348,13 @@ class StepSignalRecorder:
                 self._buffer = tf.Variable(
                     tf.zeros((self._rows, width), tf.float64), trainable=False, name="descentkit_step_signals"
                 )
+            self._ratio_functions = None
 
     def _segment_ids(self, pairs: list[tuple[Any, Any]]) -> list[int]:
         model_name = getattr(self._model, "name", "")
         n_layers = len(self.layer_names or [])
         # Variables unknown at setup (a layer unfrozen between fits) count in the
-        # global norm only: they go to an extra, dropped segment.
+        # global norm only: they go to an extra segment, never read as a layer.
         return [
             self._segments.get(layer_key(getattr(v, "path", v.name), model_name), n_layers) for _, v in pairs
         ]
@@ -292,7 +367,7 @@ class StepSignalRecorder:
 
     def before_apply(self, pairs: list[tuple[Any, Any]], step: tf.Tensor) -> Any:
         shadows = self.prepare([v for _, v in pairs])
-        if not self.update_ratio_every:
+        if not self.update_ratio_every or self._host_sampled:
             return None
         sampled = tf.equal(tf.math.floormod(step, self.update_ratio_every), 0)
 
@@ -320,53 +395,29 @@ class StepSignalRecorder:
 
     def after_apply(self, pairs: list[tuple[Any, Any]], step: tf.Tensor, weights_before: Any) -> None:
         n_layers = len(self.layer_names or [])
-        segment_ids = tf.constant(self._segment_ids(pairs), tf.int32)
+        segment_ids = self._segment_ids(pairs)
         grads = [g.values if isinstance(g, tf.IndexedSlices) else g for g, _ in pairs]
-        grads = [tf.cast(g, tf.float32) for g in grads]
-        grad_sq = 2.0 * tf.stack([tf.nn.l2_loss(g) for g in grads])  # l2_loss: one fused pass, sum(g**2) / 2
-        layer_grad_sq = tf.math.unsorted_segment_sum(grad_sq, segment_ids, n_layers + 1)[:n_layers]
-        total_sq = tf.reduce_sum(grad_sq)
-        # A finite sum of squares means every value is finite: count only otherwise,
-        # which spares a pass over every gradient on healthy steps.
-        nonfinite = tf.cond(
-            tf.math.is_finite(total_sq),
-            lambda: tf.constant(0.0),
-            lambda: tf.add_n([tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(g)), tf.float32)) for g in grads]),
-        )
-        values = [
-            tf.cast(step, tf.float64),
-            tf.cast(tf.sqrt(total_sq), tf.float64),
-            tf.cast(nonfinite, tf.float64),
-        ]
+        half_sq = tf.stack([tf.nn.l2_loss(tf.cast(g, tf.float32)) for g in grads])  # one fused pass each
+        per_layer = tf.math.unsorted_segment_sum(half_sq, tf.constant(segment_ids, tf.int32), n_layers + 1)
         tracker = getattr(self._model, "_loss_tracker", None)
         total, count = getattr(tracker, "total", None), getattr(tracker, "count", None)
-        if total is not None and count is not None:
-            values += [tf.cast(total.value, tf.float64), tf.cast(count.value, tf.float64)]
-        else:
-            values += [tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64)]
-        columns = [tf.stack(values), tf.cast(tf.sqrt(layer_grad_sq), tf.float64)]
-        if weights_before is not None:
+        loss = [total.value, count.value] if total is not None and count is not None else [0.0, 0.0]
+        head = tf.stack([tf.reduce_sum(half_sq), tf.cast(loss[0], tf.float32), tf.cast(loss[1], tf.float32)])
+        columns = [tf.reshape(tf.cast(step, tf.float64), [1]), tf.cast(tf.concat([head, per_layer], 0), tf.float64)]
+        if weights_before is not None:  # the update ratio in the step (several steps per execution)
             sampled, shadows = weights_before
-
-            def ratio() -> tf.Tensor:
-                delta_sq = tf.stack(
-                    [tf.nn.l2_loss(tf.cast(v.value - w, tf.float32)) for (_, v), w in zip(pairs, shadows)]
-                )
-                weight_sq = tf.stack([tf.nn.l2_loss(tf.cast(w, tf.float32)) for w in shadows])
-                # the factors 1/2 of l2_loss cancel in the ratio
-                layer_delta = tf.math.unsorted_segment_sum(delta_sq, segment_ids, n_layers + 1)[:n_layers]
-                layer_weight = tf.math.unsorted_segment_sum(weight_sq, segment_ids, n_layers + 1)[:n_layers]
-                return tf.cast(tf.sqrt(layer_delta) / (tf.sqrt(layer_weight) + _EPSILON), tf.float64)
-
-            columns.append(tf.cond(sampled, ratio, lambda: tf.fill([n_layers], tf.constant(math.nan, tf.float64))))
+            columns.append(tf.cond(
+                sampled,
+                lambda: _update_ratio([v for _, v in pairs], shadows, segment_ids, n_layers),
+                lambda: tf.fill([n_layers], tf.constant(math.nan, tf.float64)),
+            ))
         else:
-            columns.append(tf.fill([n_layers], tf.constant(math.nan, tf.float64)))
-        row = tf.concat(columns, axis=0)
-        padding = int(self._buffer.shape[1]) - (_FIXED_COLUMNS + 2 * n_layers)
+            columns.append(tf.constant(np.full(n_layers, math.nan)))
+        padding = int(self._buffer.shape[1]) - _width(n_layers)
         if padding:
-            row = tf.concat([row, tf.zeros([padding], tf.float64)], axis=0)
+            columns.append(tf.zeros([padding], tf.float64))
         index = tf.math.floormod(step, self._rows)
-        self._buffer.scatter_update(tf.IndexedSlices(row[None, :], tf.reshape(index, [1])))
+        self._buffer.scatter_update(tf.IndexedSlices(tf.concat(columns, 0)[None, :], tf.reshape(index, [1])))
 
     # ------------------------------------------------------------ on the host
     def flush(self, record: TrainingRecord) -> int:
@@ -398,15 +449,35 @@ class StepSignalRecorder:
                 elif count > 0:  # the tracker was reset since the last row we saw
                     losses[i] = total / count
                 self._loss_total, self._loss_count = total, count
-        n_layers = len(self.layer_names or [])
-        layer_norms = new[:, _FIXED_COLUMNS : _FIXED_COLUMNS + n_layers]
-        ratios = new[:, _FIXED_COLUMNS + n_layers : _FIXED_COLUMNS + 2 * n_layers]
-        record.add_steps(
-            new[:, _STEP].astype(np.int64),
-            grad_norm=new[:, _GRAD_NORM],
-            layer_grad_norms=layer_norms,
-            nonfinite=new[:, _NONFINITE],
-            update_ratio=ratios if self.update_ratio_every else None,
-            loss=losses,
-        )
+            n_layers = len(self.layer_names or [])
+            layer_sq = new[:, _FIXED_COLUMNS : _FIXED_COLUMNS + n_layers + 1]
+            ratios = new[:, _FIXED_COLUMNS + n_layers + 1 : _FIXED_COLUMNS + 2 * n_layers + 1]
+            # A non-finite gradient value makes its layer's sum of squares non-finite
+            # (an overflowing square too): the layers hit, or 1 when only the global sum shows it.
+            bad_layers = np.sum(~np.isfinite(layer_sq), axis=1).astype(np.float64)
+            bad_layers[(bad_layers == 0) & ~np.isfinite(new[:, _HALF_SQ])] = 1.0
+            record.add_steps(
+                new[:, _STEP].astype(np.int64),
+                grad_norm=np.sqrt(2.0 * new[:, _HALF_SQ]),
+                layer_grad_norms=np.sqrt(2.0 * layer_sq[:, :n_layers]),
+                nonfinite=bad_layers,
+                update_ratio=ratios if self.update_ratio_every else None,
+                loss=losses,
+            )
         return len(new)
+
+
+def _width(n_layers: int) -> int:
+    """Columns of a buffer row for `n_layers` layers."""
+    return _FIXED_COLUMNS + 2 * n_layers + 1
+
+
+def _update_ratio(variables: list[Any], shadows: list[Any], segment_ids: list[int], n_layers: int) -> tf.Tensor:
+    """Per layer `||w - shadow|| / ||shadow||` (float64), from the weights now and their copy."""
+    ids = tf.constant(segment_ids, tf.int32)
+    delta_sq = tf.stack([tf.nn.l2_loss(tf.cast(v.value - w, tf.float32)) for v, w in zip(variables, shadows)])
+    weight_sq = tf.stack([tf.nn.l2_loss(tf.cast(w, tf.float32)) for w in shadows])
+    # the factors 1/2 of l2_loss cancel in the ratio
+    layer_delta = tf.math.unsorted_segment_sum(delta_sq, ids, n_layers + 1)[:n_layers]
+    layer_weight = tf.math.unsorted_segment_sum(weight_sq, ids, n_layers + 1)[:n_layers]
+    return tf.cast(tf.sqrt(layer_delta) / (tf.sqrt(layer_weight) + _EPSILON), tf.float64)

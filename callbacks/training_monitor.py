@@ -13,7 +13,7 @@ class TrainingMonitor(DiagnosisCallback):
     """Diagnoses every training pathology of a `fit` and stops training on the ones named.
 
     Records, inside the compiled train step, the global and per-layer gradient
-    norms, the count of non-finite gradient values and the per-layer
+    norms, the layers with non-finite gradients and the per-layer
     update-to-weight ratio of every optimizer step; per epoch, the logs, the
     learning rate in force and (given probe data) the fraction of dead ReLU and
     saturated tanh/sigmoid units. All detectors of `descentkit.diagnostics` run

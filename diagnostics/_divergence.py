@@ -137,7 +137,8 @@ class DivergenceDetector(Detector):
             index, step = step_epoch, int(steps[step_hit])
             what = []
             if record.nonfinite[step_hit] > 0:
-                what.append(f"{int(record.nonfinite[step_hit])} non-finite gradient values")
+                layers = int(record.nonfinite[step_hit])
+                what.append(f"non-finite gradients in {layers} layer{'s' if layers != 1 else ''}")
             if grad_bad[step_hit]:
                 what.append(f"gradient norm {record.grad_norm[step_hit]}")
             if loss_bad[step_hit]:

@@ -42,7 +42,7 @@ class TrainingRecord:
     """Per-step and per-epoch signals of one training run.
 
     Per optimizer step (all optional but `steps`): the global gradient L2 norm,
-    per-layer gradient L2 norms, the count of non-finite gradient values,
+    per-layer gradient L2 norms, the number of layers with non-finite gradients,
     per-layer update-to-weight ratios `||delta w|| / ||w||`, and the batch loss.
     Per epoch: the Keras logs (losses and metrics), the learning rate in force,
     the optimizer step at the epoch's end, and per-layer fractions of dead
@@ -164,7 +164,7 @@ class TrainingRecord:
 
     @property
     def nonfinite(self) -> np.ndarray:
-        """Count of non-finite gradient values per step, shape (n,)."""
+        """Layers whose gradient had a non-finite value (or whose sum of squares overflowed) per step, shape (n,)."""
         return self._nonfinite.values
 
     @property

@@ -164,5 +164,10 @@ def test_divergence_at_any_step_stops_training_within_8_steps(data, make_mlp, st
 
     last_step = int(model.optimizer.iterations.numpy())
     assert _first_nonfinite_step(monitor.record) == bad_step
+    # the layers whose gradient the NaN reached (ReLU stops it after the first layer)
+    layer_norms = monitor.record.layer_grad_norms[bad_step - 1]
+    assert not np.isfinite(layer_norms[0])
+    assert monitor.record.nonfinite[bad_step - 1] == np.sum(~np.isfinite(layer_norms)) >= 1
+    assert np.all(monitor.record.nonfinite[: bad_step - 1] == 0)
     assert bad_step <= last_step <= bad_step + 8
     assert monitor.stopped_by is not None and monitor.stopped_by.symptom == "divergence"

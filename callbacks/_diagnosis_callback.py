@@ -33,9 +33,6 @@ from descentkit.diagnostics import (
 # Findings of these severities stop training when their symptom is in `stop_on`;
 # "info" findings are notes, never a reason to stop.
 STOPPING_SEVERITIES = ("warning", "critical")
-# The update-to-weight ratio copies every weight on the steps it samples: every
-# step cost 10-15 % of a CPU MLP step here, every 8th step costs under 2 %.
-UPDATE_RATIO_EVERY = 8
 # Divergence must stop training within 8 optimizer steps of the first non-finite
 # loss or gradient, so the ring buffer is checked at least every 8 steps.
 MAX_CHECK_EVERY = 8
@@ -59,7 +56,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
         check_every: check for divergence every this many optimizer steps (1 to 8).
         step_signals: record per-step gradient signals in the compiled step.
         update_ratio_every: record the per-layer update-to-weight ratio every this
-            many optimizer steps (0: never).
+            many optimizer steps (0: never; None: once an epoch, every 8th to 64th step).
         probe_data: inputs `x` or `(x, y)` to probe hidden activations on.
         validation_data: `(x, y)` used as the probe when `probe_data` is None.
         activation_freq: probe activations every this many epochs.
@@ -76,7 +73,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
         verbose: int = 1,
         check_every: int = MAX_CHECK_EVERY,
         step_signals: bool = True,
-        update_ratio_every: int = UPDATE_RATIO_EVERY,
+        update_ratio_every: int | None = None,
         probe_data: Any = None,
         validation_data: Any = None,
         activation_freq: int = 1,
@@ -111,8 +108,10 @@ class DiagnosisCallback(keras.callbacks.Callback):
                 f"check_every must be an integer from 1 to {MAX_CHECK_EVERY} (divergence must stop "
                 f"training within 8 steps) but got {check_every!r}."
             )
-        if not isinstance(update_ratio_every, int) or update_ratio_every < 0:
-            raise ValueError(f"update_ratio_every must be a non-negative integer but got {update_ratio_every!r}.")
+        if update_ratio_every is not None and (not isinstance(update_ratio_every, int) or update_ratio_every < 0):
+            raise ValueError(
+                f"update_ratio_every must be None (once an epoch) or a non-negative integer but got {update_ratio_every!r}."
+            )
         if not isinstance(activation_freq, int) or activation_freq < 1:
             raise ValueError(f"activation_freq must be a positive integer but got {activation_freq!r}.")
         self.verbose = verbose
@@ -159,7 +158,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
         # buffer only needs reading before it wraps.
         self._urgent = tuple(s for s in self.stop_on if s == DIVERGENCE and s in self._detectable)
         if self._recorder is not None:
-            self._recorder.install(self.model)
+            self._recorder.install(self.model, steps_per_epoch=(self.params or {}).get("steps"))
             spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
             # Batch hooks come once per execution: with several steps each, look at every one.
             urgent_every = self.check_every if spe == 1 else spe

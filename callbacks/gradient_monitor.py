@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from descentkit.callbacks._diagnosis_callback import UPDATE_RATIO_EVERY, DiagnosisCallback
+from descentkit.callbacks._diagnosis_callback import DiagnosisCallback
 from descentkit.diagnostics import EXPLODING_GRADIENTS, VANISHING_GRADIENTS
 
 
@@ -23,8 +23,10 @@ class GradientMonitor(DiagnosisCallback):
             finding, 2 prints info findings too.
         update_ratio_every: record the per-layer update-to-weight ratio
             `||w_after - w_before|| / ||w_before||` every this many optimizer
-            steps (default 8; NaN on the other steps; 0 never). Sampling keeps the
-            cost of copying the weights off most steps.
+            steps (NaN on the other steps; 0 never). Default None: once an epoch,
+            at most every 8th and at least every 64th step. Each sample copies the
+            weights and costs about two small compiled calls (0.6 ms here): every
+            8th step of a small model's 1 ms steps, that was 15 % of its training.
 
     Example:
 
@@ -42,7 +44,7 @@ class GradientMonitor(DiagnosisCallback):
         self,
         stop_on: str | Iterable[str] | None = (),
         verbose: int = 1,
-        update_ratio_every: int = UPDATE_RATIO_EVERY,
+        update_ratio_every: int | None = None,
     ) -> None:
         super().__init__(
             watched=(EXPLODING_GRADIENTS, VANISHING_GRADIENTS),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from descentkit.callbacks._diagnosis_callback import MAX_CHECK_EVERY, UPDATE_RATIO_EVERY, DiagnosisCallback
+from descentkit.callbacks._diagnosis_callback import MAX_CHECK_EVERY, DiagnosisCallback
 from descentkit.diagnostics import DIVERGENCE, SYMPTOMS
 
 
@@ -43,8 +43,10 @@ class TrainingMonitor(DiagnosisCallback):
             probe data).
         update_ratio_every: record the per-layer update-to-weight ratio
             `||w_after - w_before|| / ||w_before||` every this many optimizer
-            steps (default 8; NaN on the other steps; 0 never). Sampling keeps the
-            cost of copying the weights off most steps.
+            steps (NaN on the other steps; 0 never). Default None: once an epoch,
+            at most every 8th and at least every 64th step. Each sample copies the
+            weights and costs about two small compiled calls (0.6 ms here): every
+            8th step of a small model's 1 ms steps, that was 15 % of its training.
         stop_severity: the least severity of a `stop_on` finding that stops
             training: "warning" (default) or "critical" (only confident ones).
 
@@ -76,7 +78,7 @@ class TrainingMonitor(DiagnosisCallback):
         activation_freq: int = 1,
         preflight: bool = True,
         preflight_data: Any = None,
-        update_ratio_every: int = UPDATE_RATIO_EVERY,
+        update_ratio_every: int | None = None,
         stop_severity: str = "warning",
     ) -> None:
         super().__init__(

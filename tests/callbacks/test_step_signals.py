@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from descentkit.callbacks import DivergenceMonitor, GradientMonitor, TrainingMonitor
+from descentkit.callbacks._step_signals import auto_update_ratio_every
 
 BATCH = 32
 
@@ -70,8 +71,8 @@ def test_every_step_is_recorded_with_steps_per_execution(data, make_mlp):
     assert record.steps.tolist() == list(range(1, 33))
     assert record.epoch_end_step == [16, 32]
     assert np.all(np.isfinite(record.grad_norm)) and np.all(np.isfinite(record.step_loss))
-    # the update ratio is sampled every 8th step by default, NaN ("not measured") between
-    sampled = record.steps % 8 == 0
+    # by default the update ratio is sampled once an epoch (every 16th step here), NaN ("not measured") between
+    sampled = record.steps % 16 == 0
     assert np.all(record.update_ratio[sampled] > 0) and np.all(np.isnan(record.update_ratio[~sampled]))
 
 
@@ -267,3 +268,21 @@ def test_the_monitors_keep_keras_asynchronous_batch_dispatch():
     for monitor in (TrainingMonitor(), DivergenceMonitor(), GradientMonitor()):
         assert getattr(monitor.on_train_batch_end, "_is_default", False)
         assert getattr(monitor.on_batch_end, "_is_default", False)
+
+
+@pytest.mark.parametrize(("steps_per_epoch", "every"), [(None, 8), (3, 8), (43, 43), (64, 64), (235, 64)])
+def test_the_default_update_ratio_sampling_is_once_an_epoch_within_8_to_64_steps(steps_per_epoch, every):
+    assert auto_update_ratio_every(steps_per_epoch) == every
+
+
+def test_the_default_update_ratio_is_measured_at_each_epochs_last_step(data, make_mlp):
+    x, y = data
+    model = _compile(make_mlp())
+    monitor = TrainingMonitor(verbose=0)
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[monitor])  # 16 steps an epoch
+
+    record = monitor.record
+    sampled = np.isfinite(record.update_ratio).all(axis=1)
+    assert record.steps[sampled].tolist() == [16, 32, 48]
+    assert np.all(np.isnan(record.update_ratio[~sampled]))
+    assert np.all((record.update_ratio[sampled] > 1e-5) & (record.update_ratio[sampled] < 1))

@@ -205,6 +205,7 @@ class StepSignalRecorder:
         self._host_sampled = False
         self._next_step = 0
         self._ratio_functions: tuple[Any, Any] | None = None
+        self._ratio_key: tuple[Any, ...] = ()
         self._copied = False
 
     # ------------------------------------------------------------ install
@@ -240,6 +241,8 @@ class StepSignalRecorder:
         hook.recorders.append(self)
         self._hook = hook
         self._create_variables(list(model.trainable_variables))
+        if self._ratio_key != self._ratio_key_of(optimizer):
+            self._ratio_functions = None  # traced for another optimizer, variables or buffer
         own = getattr(model, "train_function", None)
         key = _TrainFunctions.key_of(model, optimizer, self._buffer) + (self.update_ratio_every,)
         cached = self._functions
@@ -329,7 +332,11 @@ class StepSignalRecorder:
             buffer.scatter_nd_update(indices, ratio)
 
         self._ratio_functions = (copy, measure)
+        self._ratio_key = self._ratio_key_of(optimizer)
         return self._ratio_functions
+
+    def _ratio_key_of(self, optimizer: Any) -> tuple[Any, ...]:
+        return (id(optimizer), id(self._buffer), tuple(id(v) for v in self._model.trainable_variables))
 
     # ------------------------------------------------------------ in graph
     def _setup(self, variables: list[Any]) -> None:
@@ -482,8 +489,8 @@ AUTO_UPDATE_RATIO_MAX_EVERY = 64
 
 def auto_update_ratio_every(steps_per_epoch: int | None) -> int:
     """The default sampling period of the update ratio for epochs of `steps_per_epoch` steps."""
-    if not steps_per_epoch:
-        return AUTO_UPDATE_RATIO_MIN_EVERY
+    if not steps_per_epoch:  # an epoch of unknown length: the cheapest sampling
+        return AUTO_UPDATE_RATIO_MAX_EVERY
     return int(min(AUTO_UPDATE_RATIO_MAX_EVERY, max(AUTO_UPDATE_RATIO_MIN_EVERY, steps_per_epoch)))
 
 

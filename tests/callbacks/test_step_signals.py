@@ -270,7 +270,7 @@ def test_the_monitors_keep_keras_asynchronous_batch_dispatch():
         assert getattr(monitor.on_batch_end, "_is_default", False)
 
 
-@pytest.mark.parametrize(("steps_per_epoch", "every"), [(None, 8), (3, 8), (43, 43), (64, 64), (235, 64)])
+@pytest.mark.parametrize(("steps_per_epoch", "every"), [(None, 64), (3, 8), (43, 43), (64, 64), (235, 64)])
 def test_the_default_update_ratio_sampling_is_once_an_epoch_within_8_to_64_steps(steps_per_epoch, every):
     assert auto_update_ratio_every(steps_per_epoch) == every
 
@@ -286,3 +286,15 @@ def test_the_default_update_ratio_is_measured_at_each_epochs_last_step(data, mak
     assert record.steps[sampled].tolist() == [16, 32, 48]
     assert np.all(np.isnan(record.update_ratio[~sampled]))
     assert np.all((record.update_ratio[sampled] > 1e-5) & (record.update_ratio[sampled] < 1))
+
+
+def test_the_update_ratio_follows_a_recompiled_model(data, make_mlp):
+    x, y = data
+    model = _compile(make_mlp())
+    monitor = TrainingMonitor(verbose=0, update_ratio_every=4)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[monitor])
+    _compile(model, lr=0.01)  # a new optimizer, whose steps restart from 1
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[monitor])
+
+    second = monitor.record.update_ratio[-8:]
+    assert np.isfinite(second[[3, 7]]).all() and np.isnan(second[[0, 1, 2, 4, 5, 6]]).all()

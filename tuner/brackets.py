@@ -143,17 +143,20 @@ class BracketRunner:
     def _time_left(self) -> bool:
         return self.deadline is None or time.monotonic() < self.deadline
 
-    def run(self) -> None:
+    def run(self) -> int:
         """Run brackets until the budget or the deadline is spent (the heartbeats of the
-        trials held stop on the way out, an interrupt included)."""
+        trials held stop on the way out, an interrupt included). Returns the trials taken."""
+        taken = 0
         with self.heartbeats:
             while self._time_left():
                 bracket = self.brackets[self._index % len(self.brackets)]
                 self._index += 1
                 trials = self._take(bracket.size if self.max_bracket is None else min(bracket.size, self.max_bracket))
                 if not trials:
-                    return
+                    return taken
+                taken += len(trials)
                 self._run_bracket(bracket, trials)
+        return taken
 
     _index = 0  # the next bracket of the schedule (kept across calls of `run`)
 

@@ -354,8 +354,7 @@ def _run_trials(study: Any, objective: Objective, target: int | None, timeout: f
                 study.optimize(counted_then_run, n_trials=1, catch=(Exception,), callbacks=callbacks)
                 wait.reset()
                 continue
-        if room:  # brackets (re-queued trials too): the runner takes its trials under the lock itself
-            runner.run()
+        if room and runner.run():  # brackets (re-queued trials too): it takes its trials under the lock itself
             wait.reset()
             continue
         # Nothing left to start: wait while a running trial may yet be re-queued, within a bound.

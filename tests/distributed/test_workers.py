@@ -29,12 +29,12 @@ from descentkit.tuner.storage import open_storage
 def study_file(tmp_path: Path) -> Path:
     """digits with a safe learning-rate range, nothing that prunes: every trial completes.
 
-    A trial lasts several seconds (12 epochs at batch 16), so a poll sees it
+    A trial lasts several seconds (8 epochs at batch 16), so a poll sees it
     running mid-way on a slow machine too: with 3 short epochs a loaded CI machine
     finished all four trials between two polls.
     """
     data = yaml.safe_load(builtin_study_path("digits").read_text())
-    data.update(name="workers", max_epochs=12, pruner="none", sampler="random", prune_on=["divergence"])
+    data.update(name="workers", max_epochs=8, pruner="none", sampler="random", prune_on=["divergence"])
     data["search_space"]["learning_rate"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
     data["search_space"]["batch_size"] = 16
     path = tmp_path / "workers.yaml"
@@ -43,6 +43,19 @@ def study_file(tmp_path: Path) -> Path:
 
 
 OTHER_HOST = "dk-other-host"
+
+
+@pytest.fixture
+def fast_file(tmp_path: Path) -> Path:
+    """digits cut to 1-epoch trials: for tests that need workers, not trials seen mid-way."""
+    data = yaml.safe_load(builtin_study_path("digits").read_text())
+    data.update(name="workers", max_epochs=1, pruner="none", sampler="random", prune_on=["divergence"],
+                first_trial="sampler")
+    data["search_space"]["learning_rate"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
+    data["search_space"]["batch_size"] = 64
+    path = tmp_path / "workers-fast.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
 @pytest.fixture
@@ -163,9 +176,9 @@ def _assert_budget_kept(study: optuna.Study, total: int, killed: optuna.trial.Fr
     return {"finished": len(finished), "killed": dead, "running": 0, "duplicated": 0}
 
 
-def test_workers_started_at_once_on_an_empty_postgres_join_one_study(fresh_database, study_file, tmp_path):
+def test_workers_started_at_once_on_an_empty_postgres_join_one_study(fresh_database, fast_file, tmp_path):
     """Four workers race to create the tables and the study of an empty database."""
-    workers = [_start(tmp_path, str(study_file), "--storage", fresh_database, "--total-trials", "4") for _ in range(4)]
+    workers = [_start(tmp_path, str(fast_file), "--storage", fresh_database, "--total-trials", "4") for _ in range(4)]
     for w in workers:
         out, err = _finish(w)
         assert "descentkit@127.0.0.1" in out and "password" not in out.lower()
@@ -178,16 +191,16 @@ def test_workers_started_at_once_on_an_empty_postgres_join_one_study(fresh_datab
 
 def test_worker_killed_mid_trial_on_postgres_is_rerun(fresh_database, study_file, tmp_path):
     env = {"DESCENTKIT_HEARTBEAT_S": "1"}  # stale after 3 s instead of 3 min
-    first = _start(tmp_path, str(study_file), "--storage", fresh_database, "--total-trials", "4", env=env)
+    first = _start(tmp_path, str(study_file), "--storage", fresh_database, "--total-trials", "3", env=env)
     killed = _wait_for_running_trial(fresh_database, first)
     completed_before = {t.number: t.value for t in _load(fresh_database).get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
     first.send_signal(signal.SIGKILL)
     first.wait()
 
-    second = _start(tmp_path, str(study_file), "--storage", fresh_database, "--total-trials", "4", env=env)
+    second = _start(tmp_path, str(study_file), "--storage", fresh_database, "--total-trials", "3", env=env)
     _finish(second)
     study = _load(fresh_database)
-    _assert_budget_kept(study, total=4, killed=killed)
+    _assert_budget_kept(study, total=3, killed=killed)
     for number, value in completed_before.items():
         assert study.trials[number].value == value, "a completed result was lost"
 
@@ -230,7 +243,7 @@ def test_worker_killed_on_another_host_is_recovered_by_heartbeats(pruner, moment
     killed configuration once, and exits: the exact total, none RUNNING, no wait for ever."""
     env = {"DESCENTKIT_HEARTBEAT_S": "1"}  # stale after 3 s instead of 3 min
     path = brackets_file if pruner == "brackets" else study_file
-    total = "6" if pruner == "brackets" else "4"
+    total = "6" if pruner == "brackets" else "3"
     args = (str(path), "--storage", fresh_database, "--total-trials", total)
     other = _start(tmp_path, *args, env=env, other_host=True)
     if pruner == "brackets":  # the other host's bracket is asked before this worker starts
@@ -295,13 +308,13 @@ def test_a_worker_with_nothing_to_run_stops_waiting_after_the_stated_limit(fresh
 
 def test_worker_killed_mid_trial_on_the_embedded_store_is_rerun(study_file, tmp_path):
     journal = str(tmp_path / "descentkit_studies" / "workers.journal")
-    sweep = _start(tmp_path, str(study_file), "--workers", "2", "--trials", "4")
+    sweep = _start(tmp_path, str(study_file), "--workers", "2", "--trials", "3")
     killed = _wait_for_running_trial(journal, sweep)
     pid = int(killed.user_attrs["worker"].split(":")[1])
     os.kill(pid, signal.SIGKILL)
     _finish(sweep)
     study = _load(journal)
-    _assert_budget_kept(study, total=4, killed=killed)
+    _assert_budget_kept(study, total=3, killed=killed)
     assert "died" in study.trials[killed.number].user_attrs["orphaned"]
 
 

@@ -94,10 +94,22 @@ def make_study(name: str = STUDY_NAME, storage: str | None = None) -> optuna.Stu
     return open_study(small_config(name), name, storage)[0]
 
 
+# A new study's first three trials: one of each outcome, whatever the sampler draws after.
+FIRST_TRIALS = (
+    {"learning_rate": 0.5, "batch_size": 32, "optimizer": "sgd"},           # diverges: PRUNED
+    {"learning_rate": 0.05, "batch_size": FAILING_BATCH, "optimizer": "momentum"},  # the builder raises: FAIL
+    {"learning_rate": 0.1, "batch_size": 32, "optimizer": "momentum"},      # trains: COMPLETE
+)
+
+
 def run_small_sweep(study: optuna.Study, trials: int, callbacks=()) -> None:
-    """`trials` real trials of the small sweep, the tuner's own Objective training each."""
+    """`trials` real trials of the small sweep, the tuner's own Objective training each
+    (a new study starts with FIRST_TRIALS)."""
     from descentkit.tuner.objective import Objective, as_dataset
 
+    if not study.trials:
+        for params in FIRST_TRIALS:
+            study.enqueue_trial(params)
     objective = Objective(small_config(study.study_name), as_dataset(_data(), name="data"), builder=build_model)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study.optimize(objective, n_trials=trials, callbacks=list(callbacks), catch=(Exception,))
@@ -118,15 +130,15 @@ def small_sweep():
 
 @pytest.fixture(scope="session")
 def swept_journal(tmp_path_factory, small_sweep) -> Path:
-    """A journal file holding a finished 12-trial small sweep (run once per session; copy it to change it)."""
+    """A journal file holding a finished 8-trial small sweep (run once per session; copy it to change it)."""
     path = tmp_path_factory.mktemp("swept") / f"{STUDY_NAME}.journal"
-    small_sweep.run(small_sweep.make_study(storage=str(path)), 12)
+    small_sweep.run(small_sweep.make_study(storage=str(path)), 8)
     return path
 
 
 @pytest.fixture
 def swept_study(swept_journal, tmp_path) -> optuna.Study:
-    """A copy of the finished 12-trial small sweep, in tmp_path, to read or to grow."""
+    """A copy of the finished 8-trial small sweep, in tmp_path, to read or to grow."""
     path = tmp_path / swept_journal.name
     shutil.copy(swept_journal, path)
     return make_study(storage=str(path))

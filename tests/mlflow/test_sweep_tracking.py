@@ -26,7 +26,7 @@ def _finished(study):
 
 @pytest.fixture(scope="module")
 def logged_sweep(migrated_db, small_sweep, tmp_path_factory):
-    """A 12-trial small real sweep logged by a SweepTracker to a fresh SQLite store: (study, tracker, uri)."""
+    """An 8-trial small real sweep logged by a SweepTracker to a fresh SQLite store: (study, tracker, uri)."""
     root = tmp_path_factory.mktemp("logged-sweep")
     shutil.copy(migrated_db, root / "mlflow.db")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -35,7 +35,7 @@ def logged_sweep(migrated_db, small_sweep, tmp_path_factory):
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         study = small_sweep.make_study()
         tracker = SweepTracker(tracking_uri=uri, storage="postgresql+psycopg2://bob:s3cret@db.example/optuna")
-        small_sweep.run(study, 12, callbacks=[tracker])
+        small_sweep.run(study, 8, callbacks=[tracker])
         tracker.finish(study)
         yield study, tracker, uri
 
@@ -114,10 +114,10 @@ def test_filters_find_diverged_trials_and_learning_rate_ranges(logged_sweep):
 def test_relog_is_idempotent(tracking_uri, swept_study, small_sweep, no_study_plots):
     study = swept_study
     first = relog_study(study, tracking_uri)
-    assert first == _finished(study) and len(first) == 12
+    assert first == _finished(study) and len(first) == 8
     assert relog_study(study, tracking_uri) == [], "a second re-log must add nothing"
     small_sweep.run(study, 2)  # the study grows; a re-log adds only the new trials
-    assert relog_study(study, tracking_uri) == [12, 13]
+    assert relog_study(study, tracking_uri) == [8, 9]
     client = MlflowClient(tracking_uri)
     assert len(_runs(client, "small-sweep", "tags.`descentkit.role` = 'parent'")) == 1
     children = _runs(client, "small-sweep", "tags.`descentkit.role` = 'trial'")
@@ -237,7 +237,7 @@ def test_server_killed_mid_sweep_and_restarted_then_relog_twice(restartable_mlfl
 
     server = restartable_mlflow_server
     data = yaml.safe_load(builtin_study_path("digits").read_text())
-    data.update(name="outage", max_epochs=2, pruner="none", sampler="random", first_trial="sampler",
+    data.update(name="outage", max_epochs=1, pruner="none", sampler="random", first_trial="sampler",
                 prune_on=["divergence"])
     data["search_space"]["batch_size"] = 64
     data["search_space"]["learning_rate"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}

@@ -26,7 +26,7 @@ State = optuna.trial.TrialState
 
 def _study_file(tmp_path: Path, pruner) -> Path:
     data = yaml.safe_load(builtin_study_path("digits").read_text())
-    data.update(name="stop", max_epochs=4, sampler="random", prune_on=["divergence"], first_trial="sampler", pruner=pruner)
+    data.update(name="stop", max_epochs=3, sampler="random", prune_on=["divergence"], first_trial="sampler", pruner=pruner)
     data["search_space"]["learning_rate"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
     data["search_space"]["batch_size"] = 16
     path = tmp_path / "stop.yaml"
@@ -72,7 +72,7 @@ def _wait_mid_trial(tmp_path: Path, process: subprocess.Popen, timeout: float = 
 @pytest.mark.slow
 def test_ctrl_c_requeues_the_trials_in_progress_and_resume_completes_the_sweep(tmp_path):
     path = _study_file(tmp_path, {"name": "brackets", "options": {"reduction_factor": 2}})
-    sweep = _start(tmp_path, str(path), "--trials", "4")
+    sweep = _start(tmp_path, str(path), "--trials", "2")  # one bracket: 2 configurations, both held
     _wait_mid_trial(tmp_path, sweep)
     sweep.send_signal(signal.SIGINT)
     sweep.wait(timeout=60)
@@ -93,27 +93,27 @@ def test_ctrl_c_requeues_the_trials_in_progress_and_resume_completes_the_sweep(t
     assert f"interrupted: trial(s) {numbers} failed (error_type interrupted) and re-queued" in err
     stored = sum(t.state in (State.COMPLETE, State.PRUNED) for t in study.trials)
 
-    again = _start(tmp_path, str(path), "--trials", "4")
+    again = _start(tmp_path, str(path), "--trials", "2")
     again.wait(timeout=300)
     out, err = _text(again)
     assert again.returncode == 0, err[-3000:]
-    assert f"resuming study 'stop': {stored} trials stored, 4 to run; first the re-queued trial(s) of {numbers}" in err
+    assert f"resuming study 'stop': {stored} trials stored, 2 to run; first the re-queued trial(s) of {numbers}" in err
     study = _study(tmp_path)
     finished = [t for t in study.trials if t.state in (State.COMPLETE, State.PRUNED)]
-    assert len(finished) == stored + 4, "the resumed run completes the 4 trials it was asked for"
+    assert len(finished) == stored + 2, "the resumed run completes the 2 trials it was asked for"
     assert not [t for t in study.trials if t.state in (State.RUNNING, State.WAITING)]
     for t in interrupted:
         reruns = [r for r in finished if r.user_attrs.get("retry_of") == t.number]
         assert len(reruns) == 1 and (reruns[0].params == t.params or not t.params)
     assert f"({len(interrupted)} more re-run: interrupted" in out
     print(f"\nFIGURES SIGINT then resume: {stored} finished before, {len(interrupted)} interrupted and re-queued, "
-          f"resume requested 4 and finished {len(finished) - stored}, none running or waiting at the end")
+          f"resume requested 2 and finished {len(finished) - stored}, none running or waiting at the end")
 
 
 @pytest.mark.slow
 def test_a_second_signal_exits_at_once_and_the_next_start_recovers_the_trial(tmp_path):
     path = _study_file(tmp_path, "none")
-    sweep = _start(tmp_path, str(path), "--trials", "2")
+    sweep = _start(tmp_path, str(path), "--trials", "1")
     _wait_mid_trial(tmp_path, sweep)
     # Both pending at once: the second is handled while the first is (its cleanup is
     # otherwise done in milliseconds on a local file, before a person could press again).
@@ -125,13 +125,13 @@ def test_a_second_signal_exits_at_once_and_the_next_start_recovers_the_trial(tmp
     assert time.monotonic() - started < 5, "a second interrupt must exit at once"
     assert "interrupted again: exiting now" in _text(sweep)[1]
 
-    again = _start(tmp_path, str(path), "--total-trials", "2")
+    again = _start(tmp_path, str(path), "--total-trials", "1")
     again.wait(timeout=300)
     out, err = _text(again)
     assert again.returncode == 0, err[-3000:]
     study = _study(tmp_path)
     assert not [t for t in study.trials if t.state in (State.RUNNING, State.WAITING)]
-    assert sum(t.state == State.COMPLETE for t in study.trials) == 2
+    assert sum(t.state == State.COMPLETE for t in study.trials) == 1
     failed = [t for t in study.trials if t.state == State.FAIL]
     assert len(failed) == 1  # interrupted (told at once) or left running and recovered on this start
     assert [t for t in study.trials if t.user_attrs.get("retry_of") == failed[0].number]

@@ -19,6 +19,10 @@ that load drift on the machine hits them alike:
   loop that interleaves models, a custom schedule or a tuner's rung loop), the
   first call (a trace for every variant) left out. Ratio of wall time per call.
 
+A fit's wall time includes what `MLflowLogger` writes in the background after the
+fit returns (its figure, the end of its run): the fit waits for it here, so the
+work is charged to the logger and not to the variant that trains next.
+
 Every figure is the median over rounds of a ratio measured in one round.
 
 Usage:
@@ -128,6 +132,9 @@ def _fit(model: Any, data: tuple[np.ndarray, ...], batch: int, epochs: int, call
     start = time.perf_counter()
     model.fit(x, y, batch_size=batch, epochs=epochs, validation_data=(x_val, y_val), verbose=0,
               callbacks=callbacks + [timer])
+    for callback in callbacks:  # MLflowLogger's background writes are its cost, not the next fit's
+        if hasattr(callback, "wait"):
+            callback.wait()
     wall = time.perf_counter() - start
     return wall, list(np.diff([start] + timer.ends))
 

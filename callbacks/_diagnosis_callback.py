@@ -187,13 +187,16 @@ class DiagnosisCallback(keras.callbacks.Callback):
             return
         self._flushed_batch = batch
         new_steps = self._flush()
-        if self._urgent and self.stopped_by is None and self._nonfinite_tail(new_steps):
+        nonfinite = self._nonfinite_tail(new_steps) or (self._recorder is not None and self._recorder.nonfinite_loss)
+        if self._urgent and self.stopped_by is None and nonfinite:
             self._diagnose(self._urgent, self._epoch)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self._recorder is not None:
             self._recorder.after_last_batch()
         self._flush()
+        if self._recorder is not None:
+            self._recorder.resync_steps()
         dead, saturated = {}, {}
         if self._probe is not None and (epoch + 1) % self.activation_freq == 0:
             dead, saturated = self._probe.measure(self.model)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -41,18 +42,33 @@ CALL_ENV = {
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
+_CALLS_LOCK = threading.Lock()
+_calls_open = 0  # tracking_calls() blocks open now, in every thread
+_calls_added: list[str] = []  # the variables they set, removed when the last one closes
+
+
 @contextmanager
 def tracking_calls() -> Iterator[None]:
     """For the MLflow calls inside: short HTTP timeouts and one retry, no run URLs
-    printed (each unless the user set the variable)."""
-    added = [key for key in CALL_ENV if key not in os.environ]
-    for key in added:
-        os.environ[key] = CALL_ENV[key]
+    printed (each unless the user set the variable). Safe when several threads (a
+    sweep, an `MLflowLogger`'s writer) make calls at once: the variables stay set
+    until the last block closes."""
+    global _calls_open
+    with _CALLS_LOCK:
+        if _calls_open == 0:
+            _calls_added[:] = [key for key in CALL_ENV if key not in os.environ]
+            for key in _calls_added:
+                os.environ[key] = CALL_ENV[key]
+        _calls_open += 1
     try:
         yield
     finally:
-        for key in added:
-            os.environ.pop(key, None)
+        with _CALLS_LOCK:
+            _calls_open -= 1
+            if _calls_open == 0:
+                for key in _calls_added:
+                    os.environ.pop(key, None)
+                _calls_added.clear()
 
 
 def client(tracking_uri: str | None = None) -> Any:

@@ -43,11 +43,11 @@ class MLflowLogger(keras.callbacks.Callback):
     `descentkit.symptoms` (comma-separated), one tag `descentkit.symptom.<name>` =
     worst severity per symptom, a `findings.json` artifact and a `diagnostics.png` figure.
 
-    Every MLflow call runs on one background thread, in order, so the training loop
-    never waits for the tracking server; when `fit` returns, the metrics, tags and
-    findings are written, while the figure (a second to render) and the end of a run
-    the logger started follow: `logger.wait()` blocks until they are there (Python
-    waits for them at exit too).
+    The run is created (or found) when training begins; every later MLflow call runs
+    on one background thread, in order, so epochs never wait for the tracking
+    server. When `fit` returns, the metrics, tags and findings are written, while
+    the figure (a second to render) and the end of a run the logger started follow:
+    `logger.wait()` blocks until they are there (Python waits for them at exit too).
 
     The active MLflow run is used if there is one; otherwise a run is started and
     ended by the logger (it never ends a run it did not start). A tracking failure
@@ -177,6 +177,10 @@ class MLflowLogger(keras.callbacks.Callback):
         findings = [f.to_dict() for f in list(getattr(self.monitor, "findings", []) or [])]
         self._in_background(fit, self._write_findings, findings)
         self.wait()  # the metrics, tags and findings are there when fit returns
+        if fit.failed:
+            if fit.started_run:  # a write failed at the end: still end the run
+                self._submit(self._end_run, fit)
+            return
         record = self._record()
         figure_record = copy.deepcopy(record) if self.log_figure and record is not None else None
         # The figure takes a second to render: it and the run's end are written after fit returns.

@@ -44,9 +44,11 @@ class TrainingMonitor(DiagnosisCallback):
         update_ratio_every: record the per-layer update-to-weight ratio
             `||w_after - w_before|| / ||w_before||` every this many optimizer
             steps (NaN on the other steps; 0 never). Default None: once an epoch,
-            at most every 8th and at least every 64th step. Each sample copies the
-            weights and costs about two small compiled calls (0.6 ms here): every
-            8th step of a small model's 1 ms steps, that was 15 % of its training.
+            at most every 8th and at least every 64th step, and never with
+            `steps_per_execution` > 1 (there the step itself would measure it, at
+            a cost on every step: pass a number to have it). Each sample copies
+            the weights and costs about two small compiled calls (0.6 ms here):
+            every 8th step of a small model's 1 ms steps, that was 15 % of training.
         stop_severity: the least severity of a `stop_on` finding that stops
             training: "warning" (default) or "critical" (only confident ones).
 

@@ -64,15 +64,15 @@ def test_recorded_signals_equal_gradient_tape_and_weight_change(data, make_mlp, 
 def test_every_step_is_recorded_with_steps_per_execution(data, make_mlp):
     x, y = data
     model = _compile(make_mlp(), steps_per_execution=4)
-    monitor = TrainingMonitor(verbose=0)
+    monitor = TrainingMonitor(verbose=0, update_ratio_every=8)
     model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[monitor])
 
     record = monitor.record
     assert record.steps.tolist() == list(range(1, 33))
     assert record.epoch_end_step == [16, 32]
     assert np.all(np.isfinite(record.grad_norm)) and np.all(np.isfinite(record.step_loss))
-    # by default the update ratio is sampled once an epoch (every 16th step here), NaN ("not measured") between
-    sampled = record.steps % 16 == 0
+    # the update ratio, asked for every 8th step, is measured inside the step; NaN ("not measured") between
+    sampled = record.steps % 8 == 0
     assert np.all(record.update_ratio[sampled] > 0) and np.all(np.isnan(record.update_ratio[~sampled]))
 
 
@@ -298,3 +298,11 @@ def test_the_update_ratio_follows_a_recompiled_model(data, make_mlp):
 
     second = monitor.record.update_ratio[-8:]
     assert np.isfinite(second[[3, 7]]).all() and np.isnan(second[[0, 1, 2, 4, 5, 6]]).all()
+
+
+def test_no_update_ratio_by_default_with_several_steps_per_execution(data, make_mlp):
+    x, y = data
+    model = _compile(make_mlp(), steps_per_execution=4)
+    monitor = TrainingMonitor(verbose=0)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[monitor])
+    assert len(monitor.record.steps) == 16 and np.all(np.isnan(monitor.record.update_ratio))

@@ -154,3 +154,47 @@ def test_a_loop_of_fits_gets_one_complete_run_each(tracking_uri):
         assert run.info.status == "FINISHED"
         assert [m.step for m in client.get_metric_history(run_id, "loss")] == [0]
         assert {"findings.json", "diagnostics.png"} <= _artifacts(client, run_id)
+
+
+def test_a_write_that_fails_at_the_end_still_ends_the_run(tracking_uri, monkeypatch, capsys):
+    x, y = _data()
+    logger = MLflowLogger(tracking_uri=tracking_uri, experiment_name="failing")
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("the server went away")
+
+    monkeypatch.setattr(MlflowClient, "log_text", refuse)  # findings.json, written as fit ends
+    _model().fit(x, y, batch_size=32, epochs=1, callbacks=[logger], verbose=0)
+    logger.wait()
+
+    run = MlflowClient(tracking_uri).get_run(logger.run_id)
+    assert run.info.status == "FINISHED"
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "MLflow logging" in line]
+    assert len(warnings) == 1 and "the server went away" in warnings[0]
+
+
+def test_tracking_calls_keep_their_settings_until_the_last_thread_is_done():
+    import os
+    import threading
+
+    from descentkit.callbacks import _mlflow
+
+    key = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+    if key in os.environ:
+        pytest.skip(f"{key} is set in this environment")
+    entered, leave = threading.Event(), threading.Event()
+
+    def other_thread():
+        with _mlflow.tracking_calls():
+            entered.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    entered.wait(10)
+    with _mlflow.tracking_calls():
+        pass  # this block closes first: the other thread's call must keep the short timeout
+    assert os.environ.get(key) == _mlflow.CALL_ENV[key]
+    leave.set()
+    thread.join(10)
+    assert key not in os.environ

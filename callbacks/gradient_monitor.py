@@ -21,14 +21,8 @@ class GradientMonitor(DiagnosisCallback):
             "vanishing_gradients" that stop training (default: none).
         verbose: 0 silent, 1 (default) prints a line per warning or critical
             finding, 2 prints info findings too.
-        update_ratio_every: record the per-layer update-to-weight ratio
-            `||w_after - w_before|| / ||w_before||` every this many optimizer
-            steps (NaN on the other steps; 0 never). Default None: once an epoch,
-            at most every 8th and at least every 64th step, and never with
-            `steps_per_execution` > 1 (there the step itself would measure it, at
-            a cost on every step: pass a number to have it). Each sample copies
-            the weights and costs about two small compiled calls (0.6 ms here):
-            every 8th step of a small model's 1 ms steps, that was 15 % of training.
+        update_ratio_every: how often to record the per-layer update-to-weight
+            ratio, as in `TrainingMonitor` (default None: once an epoch).
 
     Example:
 

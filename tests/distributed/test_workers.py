@@ -124,28 +124,12 @@ def _wait_for_running_trial(storage: str, worker: subprocess.Popen, timeout: flo
     Fails at once, with the worker's output, if the worker exits first; on a
     timeout the message says what the polls saw, so a CI failure explains itself.
     """
-    deadline = time.monotonic() + timeout
-    store, study, seen, error = None, None, "nothing", "none"
-    while time.monotonic() < deadline:
-        try:  # one storage for every poll: each new one costs connections and a schema check
-            store = store or open_storage(storage, "workers")[0]
-            study = study or optuna.load_study(study_name="workers", storage=store)
-            trials = study.get_trials()
-        except Exception as exc:  # no study yet, or the worker is creating the tables this moment
-            error, trials = f"{type(exc).__name__}: {str(exc)[:300]}", []
-        if trials:
-            seen = ", ".join(f"{t.number}:{t.state.name}:{len(t.intermediate_values)}" for t in trials)
-        for trial in trials:
-            if trial.state == optuna.trial.TrialState.RUNNING and trial.intermediate_values and "worker" in trial.user_attrs:
-                return trial
-        if worker.poll() is not None:
-            out, err = _output(worker)
-            raise AssertionError(f"the worker exited ({worker.returncode}) before a trial was seen mid-way "
-                                 f"(trials seen: {seen}):\n{err[-3000:]}\n{out[-1000:]}")
-        time.sleep(0.3)
-    out, err = _output(worker)
-    raise AssertionError(f"no trial reached its first epoch in {timeout:.0f} s; trials seen "
-                         f"(number:state:epochs): {seen}; last poll error: {error}\n{err[-3000:]}\n{out[-1000:]}")
+
+    def mid_way(trials: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial | None:
+        return next((t for t in trials if t.state == optuna.trial.TrialState.RUNNING
+                     and t.intermediate_values and "worker" in t.user_attrs), None)
+
+    return _wait_until(storage, worker, mid_way, "a trial was seen mid-way", timeout)
 
 
 def _reruns(trials: list[optuna.trial.FrozenTrial], number: int) -> list[optuna.trial.FrozenTrial]:
@@ -213,14 +197,14 @@ def _held_by(trials: list[optuna.trial.FrozenTrial], host: str) -> list[optuna.t
 def _wait_until(storage: str, worker: subprocess.Popen, ready, what: str, timeout: float = 300):
     """Poll the study until `ready(trials)` returns something true; fail (with the worker's
     output) if the worker exits first or the time runs out."""
-    deadline, store, study, seen = time.monotonic() + timeout, None, None, "nothing"
+    deadline, store, study, seen, error = time.monotonic() + timeout, None, None, "nothing", "none"
     while time.monotonic() < deadline:
-        try:
+        try:  # one storage for every poll: each new one costs connections and a schema check
             store = store or open_storage(storage, "workers")[0]
             study = study or optuna.load_study(study_name="workers", storage=store)
             trials = study.get_trials()
-        except Exception:  # no study or tables yet
-            trials = []
+        except Exception as exc:  # no study yet, or the worker is creating the tables this moment
+            error, trials = f"{type(exc).__name__}: {str(exc)[:300]}", []
         if trials:
             seen = ", ".join(f"{t.number}:{t.state.name}:{len(t.intermediate_values)}" for t in trials)
         found = ready(trials)
@@ -231,7 +215,9 @@ def _wait_until(storage: str, worker: subprocess.Popen, ready, what: str, timeou
             raise AssertionError(f"the worker exited ({worker.returncode}) before {what} (trials: {seen}):\n"
                                  f"{err[-3000:]}\n{out[-1000:]}")
         time.sleep(0.2)
-    raise AssertionError(f"not {what} within {timeout:.0f} s; trials (number:state:epochs): {seen}")
+    out, err = _output(worker)
+    raise AssertionError(f"not {what} within {timeout:.0f} s; trials (number:state:epochs): {seen}; "
+                         f"last poll error: {error}\n{err[-3000:]}\n{out[-1000:]}")
 
 
 @pytest.mark.slow

@@ -192,11 +192,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
             self._diagnose(self._urgent, self._epoch)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self._recorder is not None:
-            self._recorder.after_last_batch()
-        self._flush()
-        if self._recorder is not None:
-            self._recorder.resync_steps()
+        self._flush(settle=True)
         dead, saturated = {}, {}
         if self._probe is not None and (epoch + 1) % self.activation_freq == 0:
             dead, saturated = self._probe.measure(self.model)
@@ -215,9 +211,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
             self._recorder.epoch_boundary()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        if self._recorder is not None:
-            self._recorder.after_last_batch()
-        self._flush()
+        self._flush(settle=True)
         if self._recorder is not None:
             self._recorder.uninstall()
 
@@ -228,10 +222,18 @@ class DiagnosisCallback(keras.callbacks.Callback):
             self.record = TrainingRecord(names or ())
         return self.record
 
-    def _flush(self) -> int:
-        if self._recorder is None or self._recorder.layer_names is None:
+    def _flush(self, settle: bool = False) -> int:
+        """Append the steps recorded since the last flush. `settle` (no batch left to run:
+        the epoch or training ended) first measures a pending update ratio, and after
+        it the sampled steps are counted from the record again."""
+        if self._recorder is None:
             return 0
-        return self._recorder.flush(self._ensure_record())
+        if settle:
+            self._recorder.after_last_batch()
+        added = self._recorder.flush(self._ensure_record()) if self._recorder.layer_names is not None else 0
+        if settle:
+            self._recorder.resync_steps()
+        return added
 
     def _nonfinite_tail(self, n: int) -> bool:
         if not n or self.record is None:

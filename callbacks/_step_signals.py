@@ -23,6 +23,7 @@ optimizer, so saving the model and the optimizer's variable list are unaffected.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +43,18 @@ _FIXED_COLUMNS = 4
 _EPSILON = 1e-12
 # Attribute on our `apply` wrapper that points back to its hook.
 _HOOK_ATTR = "_descentkit_apply_hook"
+
+
+class _OwnTracingNote(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning about the update-ratio
+    functions: every recorder (one a sweep trial) traces its own once, by design, and
+    TensorFlow counts them as one function traced again and again."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "StepSignalRecorder._make_ratio_functions" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_OwnTracingNote())
 
 
 def layer_key(path: str, model_name: str) -> str:

@@ -481,12 +481,12 @@ def _say_resuming(study: Any, name: str, stored: int, target: int | None) -> Non
     import optuna
 
     waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    if not stored and not waiting:
+    origins = [t.user_attrs.get("retry_of", t.system_attrs.get("failed_trial")) for t in waiting]
+    origins = [str(n) for n in origins if n is not None]
+    if not stored and not origins:  # a new study (its first trial may be queued already)
         return
     todo = "until the timeout" if target is None else f"{max(0, target - stored)} to run"
     line = f"descentkit: resuming study {name!r}: {stored} trials stored, {todo}"
-    origins = [t.user_attrs.get("retry_of", t.system_attrs.get("failed_trial")) for t in waiting]
-    origins = [str(n) for n in origins if n is not None]
     if origins:
         line += f"; first the re-queued trial(s) of {', '.join(origins)}"
     print(line, file=sys.stderr, flush=True)

@@ -9,13 +9,14 @@ Keras-style and stops training on the symptoms named in `stop_on`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import keras
 import numpy as np
 
 from descentkit.callbacks._activation_probe import ActivationProbe, activation_name, probe_batch
+from descentkit.callbacks._fit_data import fit_sample
 from descentkit.callbacks._step_signals import StepSignalRecorder, target_optimizer
 from descentkit.diagnostics import (
     DETECTORS,
@@ -24,8 +25,10 @@ from descentkit.diagnostics import (
     SYMPTOMS,
     Finding,
     TrainingRecord,
+    chance_loss,
     diagnose,
     episode_key,
+    link_causes,
     preflight_checks,
     summarize,
 )
@@ -38,7 +41,7 @@ STOPPING_SEVERITIES = ("warning", "critical")
 MAX_CHECK_EVERY = 8
 
 
-def _as_symptoms(value: str | Iterable[str] | None) -> tuple[str, ...]:
+def _as_symptoms(value: str | Iterable[str] | Mapping[str, str] | None) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
@@ -90,6 +93,17 @@ class DiagnosisCallback(keras.callbacks.Callback):
         self.stop_severities = STOPPING_SEVERITIES[STOPPING_SEVERITIES.index(stop_severity):]
         self.watched = tuple(watched)
         self.stop_on = _as_symptoms(stop_on)
+        # The least severity that stops, per symptom: `stop_severity` for names, or
+        # what a {symptom: severity} mapping says.
+        self._stop_at: dict[str, tuple[str, ...]] = {s: self.stop_severities for s in self.stop_on}
+        if isinstance(stop_on, Mapping):
+            for symptom, least in stop_on.items():
+                if least not in STOPPING_SEVERITIES:
+                    raise ValueError(
+                        f"{name} received stop_on={dict(stop_on)!r}; the severity of {symptom!r} must be one of "
+                        f"{', '.join(map(repr, STOPPING_SEVERITIES))} but got {least!r}."
+                    )
+                self._stop_at[symptom] = STOPPING_SEVERITIES[STOPPING_SEVERITIES.index(least):]
         for symptom in self.stop_on:
             if symptom not in SYMPTOMS:
                 raise ValueError(
@@ -128,6 +142,13 @@ class DiagnosisCallback(keras.callbacks.Callback):
         self._recorder = StepSignalRecorder(update_ratio_every=update_ratio_every) if step_signals else None
         probe_source = probe_data if probe_data is not None else validation_data
         self._probe = ActivationProbe(probe_batch(probe_source)) if probe_source is not None else None
+        # Without probe data, a sample of fit's own data is taken at train begin: the
+        # probe's inputs, the labels of the chance-level loss and the preflight data.
+        self._sample_fit_data = probe_source is None and preflight_data is None
+        self._fit_sample: tuple[Any, Any] | None = None
+        self.probe_source: str | None = "probe_data" if probe_data is not None else (
+            "validation_data" if validation_data is not None else None
+        )
         self._detectable: tuple[str, ...] = ()  # the watched symptoms that have a detector
         self._urgent: tuple[str, ...] = ()
         self._seen: set[tuple[Any, ...]] = set()
@@ -136,6 +157,8 @@ class DiagnosisCallback(keras.callbacks.Callback):
         self._epoch_lr: float | None = None
         self._flushed_batch = 0
         self._flush_every = check_every
+        self._loss_name: str | None = None
+        self._chance_loss: float | None = None
 
     # --------------------------------------------------------------- results
     def summary(self) -> str:
@@ -165,6 +188,8 @@ class DiagnosisCallback(keras.callbacks.Callback):
             self._flush_every = urgent_every if self._urgent else max(1, self._recorder.rows // 2)
         else:
             self._flush_every = self.check_every
+        self._take_fit_sample()
+        self._set_chance_level()
         if self.preflight and not self._preflight_done:
             self._preflight_done = True
             self._run_preflight()
@@ -175,6 +200,9 @@ class DiagnosisCallback(keras.callbacks.Callback):
         # Read here, not at epoch end: a ReduceLROnPlateau placed before this
         # callback would already have changed it.
         self._epoch_lr = self._learning_rate()
+        # ...and told to the record, so a diagnosis within this epoch quotes it.
+        if self.record is not None:
+            self.record.current_learning_rate = self._epoch_lr
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         # The start of a batch, not its end: a callback with an `on_train_batch_end` turns
@@ -187,8 +215,10 @@ class DiagnosisCallback(keras.callbacks.Callback):
             return
         self._flushed_batch = batch
         new_steps = self._flush()
+        if not self._urgent or self.stopped_by is not None:
+            return
         nonfinite = self._nonfinite_tail(new_steps) or (self._recorder is not None and self._recorder.nonfinite_loss)
-        if self._urgent and self.stopped_by is None and nonfinite:
+        if nonfinite or self._loss_blew_up(new_steps):
             self._diagnose(self._urgent, self._epoch)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -220,6 +250,8 @@ class DiagnosisCallback(keras.callbacks.Callback):
         if self.record is None:
             names = self._recorder.layer_names if self._recorder is not None else None
             self.record = TrainingRecord(names or ())
+            self.record.loss_name, self.record.chance_loss = self._loss_name, self._chance_loss
+            self.record.current_learning_rate = self._epoch_lr
         return self.record
 
     def _flush(self, settle: bool = False) -> int:
@@ -234,6 +266,25 @@ class DiagnosisCallback(keras.callbacks.Callback):
         if settle:
             self._recorder.resync_steps()
         return added
+
+    def _loss_blew_up(self, n: int) -> bool:
+        """Whether a new step loss is far above the start (or the chance level): a cheap
+        look at the tail that lets the full divergence check run mid-epoch only then."""
+        record = self.record
+        if not n or record is None or len(record.step_loss) < 2:
+            return False
+        loss = record.step_loss
+        head = loss[:8]
+        head = head[np.isfinite(head)]
+        if not len(head):
+            return False
+        reference = float(np.median(head))
+        if record.chance_loss is not None:
+            reference = min(reference, max(float(head[0]), record.chance_loss))
+        tail = loss[-n:]
+        # 3x: the divergence detector's critical rise over the start, on raw values
+        # (the detector then judges the smoothed ones).
+        return bool(np.any(tail > 3.0 * abs(reference)))
 
     def _nonfinite_tail(self, n: int) -> bool:
         if not n or self.record is None:
@@ -250,7 +301,9 @@ class DiagnosisCallback(keras.callbacks.Callback):
         self._accept(diagnose(self._ensure_record(), symptoms=list(symptoms)), epoch)
 
     def _accept(self, findings: Iterable[Finding], epoch: int | None) -> None:
-        """Keep, print and act on the findings not seen before."""
+        """Keep, print and act on the findings not seen before; link every finding
+        that follows from another to its root (`link_causes`), old ones included."""
+        new = []
         for finding in findings:
             # Detectors return one finding per episode, dated by its start: the same
             # episode seen again on a longer record has the same key.
@@ -258,10 +311,19 @@ class DiagnosisCallback(keras.callbacks.Callback):
             if key in self._seen:
                 continue
             self._seen.add(key)
+            new.append(key)
             self.findings.append(finding)
+        if not new:
+            return
+        self.findings = link_causes(self.findings)
+        if self.stopped_by is not None:
+            self.stopped_by = next((f for f in self.findings if episode_key(f) == episode_key(self.stopped_by)), self.stopped_by)
+        for finding in self.findings:
+            if episode_key(finding) not in new:
+                continue
             if self.verbose == 2 or (self.verbose == 1 and finding.severity != "info"):
                 print(self._describe(finding, epoch), flush=True)
-            if self.stopped_by is None and finding.symptom in self.stop_on and finding.severity in self.stop_severities:
+            if self.stopped_by is None and finding.severity in self._stop_at.get(finding.symptom, ()):
                 self.stopped_by = finding
                 if self.model is not None:
                     self.model.stop_training = True
@@ -269,11 +331,13 @@ class DiagnosisCallback(keras.callbacks.Callback):
                     print(f"{type(self).__name__}: stopping training on {finding.symptom}.", flush=True)
 
     def _describe(self, finding: Finding, epoch: int | None) -> str:
-        shown = finding.epoch if finding.epoch is not None else epoch
-        where = f"Epoch {shown + 1}" if shown is not None else "Before training"
+        # Dated when seen (Keras's 0-based `epoch`, printed 1-based as its progress
+        # bar does); the finding's own epoch is where its episode started.
+        where = f"Epoch {epoch + 1}" if epoch is not None else "Before training"
+        since = f" since epoch {finding.epoch}" if finding.epoch is not None and epoch is not None and finding.epoch != epoch + 1 else ""
         at = f" at step {finding.step}" if finding.step is not None else ""
         return (
-            f"{where}: {type(self).__name__} found {finding.symptom} ({finding.severity}){at}: "
+            f"{where}: {type(self).__name__} found {finding.symptom} ({finding.severity}){since}{at}: "
             f"{finding.message} Advice: {finding.advice}"
         )
 
@@ -293,10 +357,44 @@ class DiagnosisCallback(keras.callbacks.Callback):
             return None
         return int(keras.ops.convert_to_numpy(target_optimizer(self.model).iterations))
 
+    def _take_fit_sample(self) -> None:
+        """Without probe data: a fixed sample of fit's validation (else training) data,
+        taken once, for the activation probe, the chance level and the preflight checks."""
+        if not self._sample_fit_data or self._fit_sample is not None:
+            return
+        got = fit_sample(self.model)
+        if got is None:
+            return
+        x, y, self.probe_source = got
+        self._fit_sample = (x, y)
+        if self._probe is None:
+            self._probe = ActivationProbe(x)
+
+    def _labels(self) -> Any:
+        for data in (self.probe_data, self.validation_data, self.preflight_data, self._fit_sample):
+            if isinstance(data, tuple) and len(data) in (2, 3) and data[1] is not None:
+                return data[1]
+        return None
+
+    def _set_chance_level(self) -> None:
+        """The loss's name and chance level, for the record (made once the recorder
+        knows the layers: a subclassed model's, after its first step)."""
+        model = self.model
+        self._loss_name = _loss_name(getattr(model, "loss", None))
+        last = model.layers[-1] if getattr(model, "layers", None) else None
+        try:
+            self._chance_loss = chance_loss(self._loss_name, self._labels(), _output_units(model, last))
+        except (TypeError, ValueError):  # labels of an unexpected shape: no chance level
+            self._chance_loss = None
+        if self.record is not None:
+            self.record.loss_name, self.record.chance_loss = self._loss_name, self._chance_loss
+
     def _run_preflight(self) -> None:
         data = self.preflight_data
         if data is None:
             data = self.probe_data if self.probe_data is not None else self.validation_data
+        if data is None:
+            data = self._fit_sample
         if data is None:
             return
         if isinstance(data, tuple) and len(data) in (2, 3):

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from types import MappingProxyType
+
 from descentkit.callbacks._diagnosis_callback import MAX_CHECK_EVERY, DiagnosisCallback
-from descentkit.diagnostics import DIVERGENCE, SYMPTOMS
+from descentkit.diagnostics import DEAD_UNITS, DIVERGENCE, STALLED_TRAINING, SYMPTOMS
+
+# What stops a `fit` by default: divergence (a warning is enough), and the two
+# hopeless states, at critical severity only: a layer whose units all died, and a
+# loss stuck at the task's chance level.
+DEFAULT_STOP_ON = MappingProxyType({DIVERGENCE: "warning", DEAD_UNITS: "critical", STALLED_TRAINING: "critical"})
 
 
 class TrainingMonitor(DiagnosisCallback):
@@ -15,21 +22,32 @@ class TrainingMonitor(DiagnosisCallback):
     Records, inside the compiled train step, the global and per-layer gradient
     norms, the layers with non-finite gradients and the per-layer
     update-to-weight ratio of every optimizer step; per epoch, the logs, the
-    learning rate in force and (given probe data) the fraction of dead ReLU and
-    saturated tanh/sigmoid units. All detectors of `descentkit.diagnostics` run
-    on that record at each epoch end; divergence is checked every
-    `check_every` steps (at the start of a batch, from the ring buffer), so
-    training stops within `check_every` (8) optimizer steps of the first
-    non-finite loss or gradient; with `steps_per_execution` N > 1 the buffer is
-    read after every execution and training stops after the next one (within
-    2N - 1 steps). The model is left exactly as it was found.
+    learning rate in force and the fraction of dead ReLU and saturated
+    tanh/sigmoid units on a fixed probe batch. All detectors of
+    `descentkit.diagnostics` run on that record at each epoch end, and findings
+    that follow from another are linked to their root (`link_causes`);
+    divergence is checked every `check_every` steps (at the start of a batch,
+    from the ring buffer), so training stops within `check_every` (8) optimizer
+    steps of the first non-finite loss or gradient, or of a loss that blows up
+    far above its start; with `steps_per_execution` N > 1 the buffer is read
+    after every execution and training stops after the next one (within
+    2N - 1 steps). Divergence and stalled training are judged against the
+    task's chance-level loss when the loss is a cross-entropy or MSE and labels
+    are at hand. The model is left exactly as it was found.
 
     Args:
-        stop_on: symptom name(s) that stop training (`model.stop_training`);
-            defaults to `("divergence",)`. Pass `()` to only watch.
+        stop_on: symptom name(s) that stop training (`model.stop_training`) at
+            `stop_severity` or above, or a `{symptom: least severity}` mapping.
+            Defaults to `DEFAULT_STOP_ON`: divergence (warning or critical), and
+            the hopeless states at critical severity: `dead_units` (a layer whose
+            units all died) and `stalled_training` (a loss stuck at the task's
+            chance level). Pass `()` to only watch.
         probe_data: inputs `x`, or `(x, y)`, of a fixed batch (up to 256 samples
-            are used) to probe hidden activations on each epoch and to run the
-            preflight data checks on. Defaults to None: no activation probe.
+            are used) to probe hidden activations on each epoch, to run the
+            preflight data checks on and (with `y`) to compute the chance-level
+            loss from. Defaults to None: up to 256 samples of the validation data
+            `fit` receives (else of its training data) are taken at train begin;
+            a Python generator is never sampled (no probe then).
         validation_data: `(x, y)` used instead when `probe_data` is None.
         verbose: 0 silent, 1 (default) prints a line per warning or critical
             finding, 2 prints info findings too.
@@ -72,7 +90,7 @@ class TrainingMonitor(DiagnosisCallback):
 
     def __init__(
         self,
-        stop_on: str | Iterable[str] | None = (DIVERGENCE,),
+        stop_on: str | Iterable[str] | Mapping[str, str] | None = DEFAULT_STOP_ON,
         probe_data: Any = None,
         validation_data: Any = None,
         verbose: int = 1,

@@ -7,10 +7,14 @@ read back from anywhere.
 Every detector is a pure function of the whole record that returns one finding
 per episode, dated by the episode's start: re-running it on a longer record
 returns the same finding (symptom, epoch, step) for an ongoing episode, so a
-caller dedupes on `episode_key(finding)`.
+caller dedupes on `episode_key(finding)`. Findings that follow from another (dead
+units -> vanishing gradients) are linked to their root by `link_causes`, and
+`top_finding` names the one that explains a run.
 """
 
 from descentkit.diagnostics._activations import DeadUnitsDetector, SaturatedActivationsDetector
+from descentkit.diagnostics._causes import CAUSES, link_causes, top_finding
+from descentkit.diagnostics._chance import chance_loss
 from descentkit.diagnostics._detector import Detector, episode_key
 from descentkit.diagnostics._diagnose import DETECTORS, diagnose, diagnose_history
 from descentkit.diagnostics._divergence import DivergenceDetector
@@ -41,6 +45,7 @@ from descentkit.diagnostics._preflight import preflight_checks
 from descentkit.diagnostics._record import TrainingRecord
 
 __all__ = [
+    "CAUSES",
     "DEAD_UNITS",
     "DETECTORS",
     "DIVERGENCE",
@@ -70,11 +75,14 @@ __all__ = [
     "TrainingRecord",
     "VanishingGradientsDetector",
     "analyze_lr_range",
+    "chance_loss",
     "diagnose",
     "diagnose_history",
     "episode_key",
     "exponential_rates",
+    "link_causes",
     "plot_lr_range",
     "preflight_checks",
     "summarize",
+    "top_finding",
 ]

@@ -17,6 +17,10 @@ DEAD_WARNING_FRACTION = 0.5
 # 90 % dead and the loss no longer improving: the layer has collapsed (a too-large
 # learning rate knocks most ReLUs off in a few steps), critical.
 DEAD_CRITICAL_FRACTION = 0.9
+# A layer with every unit dead (99 %: all of a layer of up to 100 units) passes
+# nothing forward and no gradient back: the network's output no longer depends on
+# its inputs and no step can revive those units. Hopeless whatever the loss does: critical.
+DEAD_ALL_FRACTION = 0.99
 # Half the outputs saturated (|tanh| > 0.99, sigmoid outside 0.01-0.99, as the probe
 # measures): at those points the derivative is below 0.02, so half the layer passes
 # back almost no gradient.
@@ -91,7 +95,8 @@ class DeadUnitsDetector(Detector):
         if not measured.any():
             return []
         stuck = not_improving(record, self.window)
-        critical = set(_measured_runs(measured & (worst > self.critical_fraction) & stuck, measured))
+        all_dead = measured & (worst >= DEAD_ALL_FRACTION)
+        critical = set(_measured_runs(measured & (((worst > self.critical_fraction) & stuck) | all_dead), measured))
         warning = set(_measured_runs(measured & (worst > self.warning_fraction), measured)) - critical
         findings = []
         for start in sorted(critical | warning):
@@ -106,7 +111,11 @@ class DeadUnitsDetector(Detector):
                     step=epoch_step(record, start),
                     message=(
                         f"{worst[start]:.0%} of the units of layer {layer!r} are dead (zero on every probe sample)"
-                        + (" and the loss stopped improving." if severity == "critical" else ".")
+                        + (
+                            ": the output no longer depends on the inputs."
+                            if all_dead[start]
+                            else " and the loss stopped improving." if severity == "critical" else "."
+                        )
                     ),
                     advice=(
                         f"Use LeakyReLU (or ELU) with He initialisation, and {lower_rate_phrase(record, start)}: "

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from descentkit.diagnostics._activations import DeadUnitsDetector, SaturatedActivationsDetector
+from descentkit.diagnostics._causes import link_causes
 from descentkit.diagnostics._detector import Detector
 from descentkit.diagnostics._divergence import DivergenceDetector
 from descentkit.diagnostics._finding import PREFLIGHT_SYMPTOMS, TRAINING_SYMPTOMS, Finding
@@ -40,7 +41,8 @@ def _order(finding: Finding) -> tuple[int, int, int]:
 
 def diagnose(record: TrainingRecord, symptoms: Iterable[str] | None = None) -> list[Finding]:
     """Runs the default detector of each symptom (all training symptoms by default)
-    over `record`; returns their findings in the order they happened.
+    over `record`; returns their findings in the order they happened, each
+    consequence of another linked to its root (`link_causes`).
 
     Each detector returns one finding per episode, dated by its start, so calling
     this again on a longer record returns the same findings for ongoing episodes;
@@ -65,7 +67,7 @@ def diagnose(record: TrainingRecord, symptoms: Iterable[str] | None = None) -> l
         if name not in DETECTORS:
             raise ValueError(f"diagnose received unknown symptom {name!r}; expected names among: {', '.join(DETECTORS)}.")
     findings = [f for name in dict.fromkeys(names) for f in DETECTORS[name]()(record)]
-    return sorted(findings, key=_order)
+    return link_causes(sorted(findings, key=_order))
 
 
 def diagnose_history(

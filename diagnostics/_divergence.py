@@ -8,11 +8,14 @@ from descentkit.diagnostics._detector import Detector, runs
 from descentkit.diagnostics._finding import DIVERGENCE, Finding
 from descentkit.diagnostics._record import TrainingRecord
 from descentkit.diagnostics._signals import (
+    chance_level,
     epoch_index_of_step,
     epoch_number,
     epoch_step,
     finite,
+    is_cross_entropy,
     learning_rate_at,
+    not_improving,
     rate_text,
     sentence,
     training_loss,
@@ -35,6 +38,23 @@ DIVERGENCE_MIN_RISE_OF_START = 0.5
 # model by a wide margin (cross-entropy at 3x chance means confidently wrong
 # predictions): critical, where a blow-up still below the start is a warning.
 DIVERGENCE_START_FACTOR = 3.0
+# A cross-entropy loss 10x its chance level (`record.chance_loss`, the best constant
+# prediction's loss) for a whole epoch, with no progress, is an order of magnitude
+# worse than knowing nothing: confidently wrong outputs (logits blown up by a rate or
+# inputs far too large). No healthy classifier sits there: an untrained softmax
+# scores about the chance level itself. Regression losses are not judged this way:
+# an untrained net on targets far from zero starts orders of magnitude above their
+# variance and is fine.
+DIVERGENCE_CHANCE_FACTOR = 10.0
+# ...judged over the last 2 epochs (the first epoch on its own step losses), so
+# such a run stops after one or two epochs, not twenty.
+DIVERGENCE_CHANCE_WINDOW = 2
+# One step loss 10,000x its start is a blow-up even when the loss falls back at
+# once: no minibatch is four orders of magnitude harder than the average one (a
+# 500-sigma outlier target would be needed under MSE), and a step that large has
+# thrown the weights far off (a wine MLP at SGD lr 5: 91 -> 2.6e10 in one step,
+# then every ReLU dead and the loss back near 2 for good).
+DIVERGENCE_SPIKE_FACTOR = 1e4
 # Step losses are smoothed by a running median of 5 steps: one or two outlier
 # batches never trigger, a blow-up lasting 3 of 5 steps does.
 DIVERGENCE_SUSTAIN_STEPS = 5
@@ -73,8 +93,13 @@ def lower_rate_phrase(record: TrainingRecord, index: int) -> str:
 
 
 class DivergenceDetector(Detector):
-    """Detects divergence: the first non-finite loss or gradient (critical), and a
-    finite loss that blows up (sustained 10x its best, or 3x its start).
+    """Detects divergence: the first non-finite loss or gradient (critical), a finite
+    loss that blows up (sustained 10x its best, or 3x its start: critical), and a
+    cross-entropy that stays 10x above the task's chance level (critical).
+
+    The start is the median of the first step losses; when the chance level is
+    known it is capped at the larger of the first step's loss and the chance level,
+    so a loss that blows up within its first few steps still has a start to rise from.
 
     Works on step signals alone (mid-epoch, before any epoch logs), so a callback
     can call it every few steps and stop training right after the first NaN.
@@ -109,9 +134,51 @@ class DivergenceDetector(Detector):
         # the run is over, and one finding says so.
         limit_step = nonfinite.step if nonfinite is not None else None
         findings = self._blowups(record, limit_step, index)
+        if not findings:
+            findings = self._above_chance(record, index)
         if nonfinite is not None:
             findings.append(nonfinite)
         return findings
+
+    # ------------------------------------------------------------ far above chance
+    def _above_chance(self, record: TrainingRecord, limit_epoch: int | None) -> list[Finding]:
+        """The first epoch whose cross-entropy is `DIVERGENCE_CHANCE_FACTOR` above the
+        chance level and not improving: one critical finding (the run is hopeless)."""
+        chance = chance_level(record)
+        if chance is None or not is_cross_entropy(record):
+            return []
+        loss = training_loss(record)[:limit_epoch]
+        if not len(loss):
+            return []
+        stuck = not_improving(record, DIVERGENCE_CHANCE_WINDOW, len(loss))
+        hits = np.flatnonzero(np.isfinite(loss) & (loss > DIVERGENCE_CHANCE_FACTOR * chance) & stuck)
+        if not len(hits):
+            return []
+        index = int(hits[0])
+        ratio = float(loss[index] / chance)
+        return [
+            Finding(
+                symptom=DIVERGENCE,
+                severity="critical",
+                epoch=epoch_number(record, index),
+                step=epoch_step(record, index),
+                message=(
+                    f"The loss stays at {loss[index]:.4g}, {ratio:.3g}x the chance level ({chance:.4g}, the loss "
+                    "of predicting the label frequencies): the outputs are confidently wrong and not improving."
+                ),
+                advice=(
+                    f"{_divergence_advice(record, index)[:-1]}; check that the inputs are normalized "
+                    "(zero mean, unit variance)."
+                ),
+                evidence={
+                    "loss": float(loss[index]),
+                    "chance_loss": float(chance),
+                    "ratio_to_chance": ratio,
+                    "window_epochs": DIVERGENCE_CHANCE_WINDOW,
+                    "learning_rate": _or_nan(learning_rate_at(record, index)),
+                },
+            )
+        ]
 
     # ------------------------------------------------------------ non-finite
     def _first_nonfinite(self, record: TrainingRecord) -> tuple[Finding | None, int | None]:
@@ -163,7 +230,7 @@ class DivergenceDetector(Detector):
                 "learning_rate": _or_nan(learning_rate_at(record, index)),
             }
             shown = ", ".join(f"{k}={v}" for k, v in logged.items() if not np.isfinite(v))
-            message = f"Training diverged in epoch {epoch_number(record, index) + 1}: {shown}."
+            message = f"Training diverged in epoch {epoch_number(record, index)}: {shown}."
         else:
             return None, None
         finding = Finding(
@@ -185,11 +252,17 @@ class DivergenceDetector(Detector):
             keep = steps < limit_step
             steps, step_loss = steps[keep], step_loss[keep]
         recorded = np.isfinite(step_loss)
-        if recorded.sum() >= 2 * self.sustain_steps:
+        # One step past the first window is enough: the start is that window's median
+        # (capped by the chance level), so a blow-up within the first steps is seen
+        # at the first mid-epoch check.
+        if recorded.sum() > self.sustain_steps:
             where = steps[recorded]
             loss = step_loss[recorded]
             window = self.sustain_steps
             start = float(np.median(loss[:window]))
+            chance = chance_level(record)
+            if chance is not None:
+                start = min(start, max(float(loss[0]), chance))
         else:  # epoch losses: an epoch mean is already sustained over many steps
             loss = training_loss(record)[: limit_epoch if limit_epoch is not None else None]
             loss = loss[: int(np.argmin(np.isfinite(loss))) if not np.isfinite(loss).all() else None]
@@ -205,7 +278,7 @@ class DivergenceDetector(Detector):
         rise_floor = DIVERGENCE_MIN_RISE_OF_START * abs(start)
         blown = (smooth > self.blowup_factor * best) & (smooth - best > rise_floor)
         critical = smooth > self.start_factor * abs(start)
-        findings = []
+        findings = self._spike(record, loss, where, start, smooth, window)
         for first, _ in runs(blown | critical, merge_gap=2 * window):
             at = first + window - 1  # index into `loss` of the window's last value
             if where is not None:
@@ -223,7 +296,9 @@ class DivergenceDetector(Detector):
                     epoch=epoch_number(record, index),
                     step=step,
                     message=(
-                        f"Loss blew up to {smooth[first]:.4g}, {ratio:.3g}x its best so far "
+                        f"Loss blew up to {smooth[first]:.4g}, {smooth[first] / abs(start):.3g}x its start ({start:.4g})."
+                        if severity == "critical"
+                        else f"Loss blew up to {smooth[first]:.4g}, {ratio:.3g}x its best so far "
                         f"({best[first]:.4g}; it started at {start:.4g})."
                     ),
                     advice=_divergence_advice(record, index),
@@ -239,7 +314,44 @@ class DivergenceDetector(Detector):
                     },
                 )
             )
-        return findings
+        return sorted(findings, key=lambda f: f.step if f.step is not None else -1)
+
+    def _spike(self, record: TrainingRecord, loss: np.ndarray, where: np.ndarray | None, start: float,
+               smooth: np.ndarray, window: int) -> list[Finding]:
+        """A single step loss `DIVERGENCE_SPIKE_FACTOR` above the start, before any
+        smoothed blow-up: one step that large throws the weights far away (it is
+        what kills every ReLU of a net at once), even if the loss falls back after."""
+        if where is None or not start:
+            return []
+        spikes = np.flatnonzero(loss > DIVERGENCE_SPIKE_FACTOR * abs(start))
+        if not len(spikes):
+            return []
+        at = int(spikes[0])
+        earlier = smooth[: max(0, at - window + 2)]
+        if len(earlier) and (earlier > self.start_factor * abs(start)).any():
+            return []  # part of a blow-up the smoothed loss already shows
+        step = int(where[at])
+        index = epoch_index_of_step(record, step)
+        return [
+            Finding(
+                symptom=DIVERGENCE,
+                severity="critical",
+                epoch=epoch_number(record, index),
+                step=step,
+                message=(
+                    f"The loss jumped to {loss[at]:.4g} at step {step}, {loss[at] / abs(start):.3g}x its start "
+                    f"({start:.4g}): one step that large throws the weights far off."
+                ),
+                advice=_divergence_advice(record, index),
+                evidence={
+                    "loss": float(loss[at]),
+                    "start_loss": start,
+                    "ratio_to_start": float(loss[at] / abs(start)),
+                    "smoothed_over": "none (one step)",
+                    "learning_rate": _or_nan(learning_rate_at(record, index)),
+                },
+            )
+        ]
 
 
 def _divergence_advice(record: TrainingRecord, index: int) -> str:

@@ -56,7 +56,8 @@ class Finding:
     Args:
         symptom: one of `SYMPTOMS`.
         severity: "info", "warning" or "critical".
-        epoch: the 0-based epoch where it was seen, or None (preflight checks).
+        epoch: the 1-based epoch where it was seen (Keras's "Epoch 3/10" is 3),
+            or None (preflight checks).
         step: the optimizer's global step where it was seen, or None.
         message: one line saying what was seen.
         advice: one line saying what to change.
@@ -96,7 +97,7 @@ class Finding:
     def __str__(self) -> str:
         where = []
         if self.epoch is not None:
-            where.append(f"epoch {self.epoch + 1}")
+            where.append(f"epoch {self.epoch}")
         if self.step is not None:
             where.append(f"step {self.step}")
         at = f" ({', '.join(where)})" if where else ""

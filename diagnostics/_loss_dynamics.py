@@ -10,6 +10,7 @@ from descentkit.diagnostics._finding import OSCILLATING_LOSS, STALLED_TRAINING, 
 from descentkit.diagnostics._record import TrainingRecord
 from descentkit.diagnostics._signals import (
     Progress,
+    chance_level,
     epoch_number,
     epoch_step,
     learning_rate_at,
@@ -51,6 +52,13 @@ CONVERGED_ACCURACY = 0.99
 CONVERGED_LOSS = 1e-3
 # A run whose best loss is still above 90 % of its start has learned nothing: critical.
 STALL_NEVER_LEARNED_FRACTION = 0.9
+# Judged against the task's chance level (`record.chance_loss`, the loss of the best
+# constant prediction): a loss within 5 % of it, or above it, has learned nothing
+# about the inputs. Three epochs without progress there is enough to call the run
+# hopeless (critical): the model has had hundreds of steps to learn even the output
+# bias, and the chance level is a fixed point it is not leaving.
+STALL_CHANCE_FRACTION = 0.95
+STALL_AT_CHANCE_EPOCHS = 3
 
 
 class OscillatingLossDetector(Detector):
@@ -133,8 +141,8 @@ class OscillatingLossDetector(Detector):
                     epoch=epoch_number(record, start),
                     step=epoch_step(record, start),
                     message=(
-                        f"The loss oscillates over epochs {epoch_number(record, start) + 1}-"
-                        f"{epoch_number(record, first) + 1} (swings of {verdicts[first][1]['relative_amplitude']:.0%}, "
+                        f"The loss oscillates over epochs {epoch_number(record, start)}-"
+                        f"{epoch_number(record, first)} (swings of {verdicts[first][1]['relative_amplitude']:.0%}, "
                         f"{verdicts[first][1]['sign_changes']} reversals) without net progress."
                     ),
                     advice=(
@@ -153,7 +161,9 @@ class OscillatingLossDetector(Detector):
 
 class StalledTrainingDetector(Detector):
     """Detects stalled training: no progress in loss, val_loss or accuracy for 5
-    epochs while the loss is still above half its starting value.
+    epochs while the loss is still above half its starting value (warning), or for
+    3 epochs while the loss sits at the task's chance level (critical: nothing
+    about the inputs was learned).
 
     Converged runs (accuracy 0.99, loss 1e-3) are never stalled, nor are runs whose
     validation metrics still improve.
@@ -162,6 +172,7 @@ class StalledTrainingDetector(Detector):
         epochs: epochs without progress (default 5).
         max_progress_fraction: a stalled loss is above this fraction of its start
             (default 0.5).
+        chance_epochs: epochs without progress at the chance level (default 3).
 
     Example:
         >>> findings = StalledTrainingDetector()(record)
@@ -173,33 +184,47 @@ class StalledTrainingDetector(Detector):
         self,
         epochs: int = STALL_EPOCHS,
         max_progress_fraction: float = STALL_MAX_PROGRESS_FRACTION,
+        chance_epochs: int = STALL_AT_CHANCE_EPOCHS,
     ) -> None:
         self.epochs = self._count("epochs", epochs, minimum=2)
         self.max_progress_fraction = self._fraction("max_progress_fraction", max_progress_fraction)
+        self.chance_epochs = self._count("chance_epochs", chance_epochs, minimum=2)
 
     def __call__(self, record: TrainingRecord) -> list[Finding]:
         loss = training_loss(record)
         start = start_loss(record)
+        chance = chance_level(record)
         n = len(loss)
-        if n <= self.epochs or not np.isfinite(start) or start <= 0:
+        has_start = bool(np.isfinite(start) and start > 0)
+        if n <= min(self.epochs, self.chance_epochs) or (not has_start and chance is None):
             return []
         progress = Progress(record)
         stuck = not_improving(record, self.epochs, n)
+        stuck_at_chance = not_improving(record, self.chance_epochs, n) if chance is not None else stuck
 
-        def is_stalled(i: int) -> bool:
-            if i < self.epochs or not np.isfinite(loss[i]) or not stuck[i]:
-                return False
+        def verdict(i: int) -> int:
+            """0: not stalled; 1: stalled; 2: stalled at the chance level."""
+            if not np.isfinite(loss[i]):
+                return 0
             accuracy = progress.best_accuracy(i)
-            converged = loss[i] <= CONVERGED_LOSS or (accuracy is not None and accuracy >= CONVERGED_ACCURACY)
-            return bool(not converged and loss[i] > self.max_progress_fraction * start)
+            if loss[i] <= CONVERGED_LOSS or (accuracy is not None and accuracy >= CONVERGED_ACCURACY):
+                return 0
+            if chance is not None and i >= self.chance_epochs and stuck_at_chance[i] and loss[i] >= STALL_CHANCE_FRACTION * chance:
+                return 2
+            if has_start and i >= self.epochs and stuck[i] and loss[i] > self.max_progress_fraction * start:
+                return 1
+            return 0
 
-        key = ("stalled_training", self.epochs, self.max_progress_fraction)
-        stalled = np.array(memoized(record, key, [*progress.inputs(), loss, np.array([start])], n, is_stalled), dtype=bool)
+        key = ("stalled_training", self.epochs, self.max_progress_fraction, self.chance_epochs)
+        inputs = [*progress.inputs(), loss, np.array([start, np.nan if chance is None else chance])]
+        verdicts = np.array(memoized(record, key, inputs, n, verdict), dtype=np.int64)
         findings = []
-        for first, _ in runs(stalled):
-            plateau = first - self.epochs + 1
+        for first, _ in runs(verdicts > 0):
+            at_chance = verdicts[first] == 2
+            window = self.chance_epochs if at_chance else self.epochs
+            plateau = first - window + 1
             best = float(np.nanmin(loss[: first + 1]))
-            never_learned = best > STALL_NEVER_LEARNED_FRACTION * start
+            never_learned = has_start and best > STALL_NEVER_LEARNED_FRACTION * start
             rate = learning_rate_at(record, first)
             accuracy = progress.best_accuracy(first)
             raise_rate = (
@@ -207,17 +232,21 @@ class StalledTrainingDetector(Detector):
                 if rate is not None
                 else "raise the learning rate 3-10x"
             )
+            if at_chance:
+                seen = f"loss {loss[first]:.4g} against a chance level of {chance:.4g}: nothing about the inputs was learned."
+            else:
+                seen = f"loss {loss[first]:.4g}, {loss[first] / start:.0%} of its start ({start:.4g})" + (
+                    ", it never learned." if never_learned else "."
+                )
             findings.append(
                 Finding(
                     symptom=STALLED_TRAINING,
-                    severity="critical" if never_learned else "warning",
+                    severity="critical" if at_chance or never_learned else "warning",
                     epoch=epoch_number(record, plateau),
                     step=epoch_step(record, plateau),
                     message=(
-                        f"No progress for {self.epochs} epochs (epochs {epoch_number(record, plateau) + 1}-"
-                        f"{epoch_number(record, first) + 1}): loss {loss[first]:.4g}, "
-                        f"{loss[first] / start:.0%} of its start ({start:.4g})"
-                        + (", it never learned." if never_learned else ".")
+                        f"No progress for {window} epochs (epochs {epoch_number(record, plateau)}-"
+                        f"{epoch_number(record, first)}): {seen}"
                     ),
                     advice=(
                         f"{sentence(raise_rate)}; check that the labels match the inputs and the loss; "
@@ -227,9 +256,10 @@ class StalledTrainingDetector(Detector):
                         "loss": float(loss[first]),
                         "start_loss": start,
                         "best_loss": best,
-                        "loss_fraction_of_start": float(loss[first] / start),
+                        "chance_loss": float("nan") if chance is None else chance,
+                        "loss_fraction_of_start": float(loss[first] / start) if has_start else float("nan"),
                         "best_accuracy": float("nan") if accuracy is None else accuracy,
-                        "epochs_without_progress": self.epochs,
+                        "epochs_without_progress": window,
                         "learning_rate": float("nan") if rate is None else rate,
                     },
                 )

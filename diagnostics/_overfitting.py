@@ -84,11 +84,11 @@ class OverfittingDetector(Detector):
             epoch=epoch_number(record, start),
             step=epoch_step(record, start),
             message=(
-                f"val_loss rose from {val[best]:.4g} (best, epoch {best_epoch + 1}) to {val[now]:.4g} by epoch "
-                f"{epoch_number(record, now) + 1} while the training loss fell from {loss[best]:.4g} to {loss[now]:.4g}."
+                f"val_loss rose from {val[best]:.4g} (best, epoch {best_epoch}) to {val[now]:.4g} by epoch "
+                f"{epoch_number(record, now)} while the training loss fell from {loss[best]:.4g} to {loss[now]:.4g}."
             ),
             advice=(
-                f"Stop earlier: best val_loss at epoch {best_epoch + 1} (EarlyStopping(restore_best_weights=True)); "
+                f"Stop earlier: best val_loss at epoch {best_epoch} (EarlyStopping(restore_best_weights=True)); "
                 "or regularize: add L2 1e-4 or dropout 0.2, or get more data."
             ),
             evidence={

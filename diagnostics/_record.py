@@ -48,6 +48,11 @@ class TrainingRecord:
     the optimizer step at the epoch's end, and per-layer fractions of dead
     (ReLU-family) units and saturated (tanh/sigmoid) pre-activations.
 
+    `chance_loss`, when known, is the loss of the best constant prediction for the
+    task: the entropy of the label frequencies for cross-entropy, the variance of
+    the targets for MSE (see `chance_loss`). Divergence and stalled training are
+    judged against it.
+
     Args:
         layer_names: names of the layers whose per-layer signals are recorded,
             in model order (first layer first). Per-layer arrays have one column each.
@@ -76,6 +81,12 @@ class TrainingRecord:
         # The learning rate of the epoch in progress, before `add_epoch` records it:
         # lets a mid-epoch diagnosis (divergence in the first epoch) quote the rate.
         self.current_learning_rate: float | None = None
+        # The loss of the best constant prediction for the task (`chance_loss`): what a
+        # model that learned nothing but the label frequencies (or the target mean) scores.
+        # None when unknown; the monitors set it from the loss and the labels they see.
+        self.chance_loss: float | None = None
+        # The Keras loss's name ("sparse_categorical_crossentropy", "mse", ...), if known.
+        self.loss_name: str | None = None
         # Per-epoch verdicts the detectors derived from this record, with the inputs
         # they came from (`descentkit.diagnostics._signals.memoized`): a monitor
         # diagnoses the whole record at every epoch end, and only new epochs need work.
@@ -195,6 +206,8 @@ class TrainingRecord:
             "dead_fraction": {k: list(v) for k, v in self.dead_fraction.items()},
             "saturated_fraction": {k: list(v) for k, v in self.saturated_fraction.items()},
             "layer_names": list(self.layer_names),
+            "chance_loss": self.chance_loss,
+            "loss_name": self.loss_name,
             "n_steps": int(len(self.steps)),
         }
 

@@ -121,10 +121,13 @@ def epoch_index_of_step(record: TrainingRecord, step: int) -> int:
 
 
 def epoch_number(record: TrainingRecord, index: int) -> int:
-    """The 0-based epoch number of an epoch index (Keras may start at `initial_epoch`)."""
+    """The 1-based epoch number of an epoch index, as Keras's progress bar counts
+    ("Epoch 3/10" is 3; `record.epochs` holds Keras's 0-based callback numbers, and
+    `fit(initial_epoch=...)` may start past 0). Findings, messages and MLflow steps
+    all use this number."""
     if index < record.n_epochs:
-        return int(record.epochs[index])
-    return int(record.epochs[-1]) + 1 + index - record.n_epochs if record.epochs else index
+        return int(record.epochs[index]) + 1
+    return int(record.epochs[-1]) + 2 + index - record.n_epochs if record.epochs else index + 1
 
 
 def epoch_step(record: TrainingRecord, index: int) -> int | None:
@@ -216,6 +219,23 @@ class Progress:
         best = [finite(acc[: index + 1]) for acc in self.accuracies.values()]
         best = [b.max() for b in best if len(b)]
         return float(max(best)) if best else None
+
+
+_CROSS_ENTROPIES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy")
+
+
+def is_cross_entropy(record: TrainingRecord) -> bool:
+    """Whether the record's loss is a cross-entropy (`record.loss_name`, set by the monitors)."""
+    name = getattr(record, "loss_name", None)
+    return bool(name) and name.lower() in _CROSS_ENTROPIES
+
+
+def chance_level(record: TrainingRecord) -> float | None:
+    """`record.chance_loss` when it is a usable positive number, else None."""
+    chance = getattr(record, "chance_loss", None)
+    if chance is None or not np.isfinite(chance) or chance <= 0:
+        return None
+    return float(chance)
 
 
 def start_loss(record: TrainingRecord) -> float:

@@ -30,7 +30,7 @@ def test_a_relu_layer_with_a_big_negative_bias_is_flagged_dead(data):
     assert monitor.record.dead_fraction == {"hidden": [1.0, 1.0]}
     assert {f.symptom for f in monitor.findings} == {"dead_units"}
     first = monitor.findings[0]
-    assert first.epoch == 0 and first.severity in ("warning", "critical")
+    assert first.epoch == 1 and first.severity in ("warning", "critical")
     assert first.evidence["layer"] == "hidden"
 
 

@@ -35,7 +35,7 @@ IMPROVING = [2.0, 1.5, 1.1, 0.8, 0.6, 0.45, 0.35, 0.3]
 def test_dead_units_warn_above_half_then_turn_critical_when_loss_stalls():
     dead = {"dense": [0.1, 0.2, 0.6, 0.7, 0.95, 0.96, 0.97, 0.97], "dense_1": [0.0] * 8}
     findings = DeadUnitsDetector()(_record(FLAT, dead=dead))
-    assert [(f.severity, f.epoch, f.step) for f in findings] == [("warning", 2, 150), ("critical", 4, 250)]
+    assert [(f.severity, f.epoch, f.step) for f in findings] == [("warning", 3, 150), ("critical", 5, 250)]
     assert findings[1].evidence["layer"] == "dense"
     assert findings[1].evidence["dead_fraction"] == pytest.approx(0.95)
     assert "LeakyReLU" in findings[1].advice and "He" in findings[1].advice and "0.3" in findings[1].advice
@@ -44,7 +44,7 @@ def test_dead_units_warn_above_half_then_turn_critical_when_loss_stalls():
 def test_mostly_dead_layer_while_loss_improves_is_only_a_warning():
     dead = {"dense": [0.95] * 8}
     (f,) = DeadUnitsDetector()(_record(IMPROVING, dead=dead))
-    assert (f.severity, f.epoch) == ("warning", 0)
+    assert (f.severity, f.epoch) == ("warning", 1)
     assert f.evidence["loss_improving"] is True
 
 
@@ -58,13 +58,13 @@ def test_unprobed_epochs_neither_break_nor_start_episodes():
     nan = float("nan")
     dead = {"dense": [0.6, nan, 0.7, nan, 0.8, nan, 0.8, nan]}  # probed every other epoch
     (f,) = DeadUnitsDetector()(_record(IMPROVING, dead=dead))
-    assert f.epoch == 0
+    assert f.epoch == 1
 
 
 def test_saturation_for_two_epochs_with_flat_loss_is_reported():
     saturated = {"tanh_1": [0.2, 0.3, 0.7, 0.8, 0.8, 0.85, 0.9, 0.9]}
     (f,) = SaturatedActivationsDetector()(_record(FLAT, saturated=saturated))
-    assert (f.symptom, f.severity, f.epoch, f.step) == (SATURATED_ACTIVATIONS, "warning", 2, 150)
+    assert (f.symptom, f.severity, f.epoch, f.step) == (SATURATED_ACTIVATIONS, "warning", 3, 150)
     assert f.evidence["layer"] == "tanh_1"
     assert "normalize the inputs" in f.advice.lower() and "Glorot" in f.advice
 

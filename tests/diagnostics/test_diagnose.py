@@ -70,8 +70,8 @@ def test_diagnose_history_on_a_keras_history_dict():
         "learning_rate": [0.01] * 10,
     }
     (f,) = diagnose_history(history)
-    assert (f.symptom, f.epoch, f.step) == (OVERFITTING, 4, None)
-    assert f.evidence["best_epoch"] == 3
+    assert (f.symptom, f.epoch, f.step) == (OVERFITTING, 5, None)
+    assert f.evidence["best_epoch"] == 4
 
 
 def test_diagnose_history_accepts_a_history_object_and_a_constant_rate():
@@ -79,7 +79,7 @@ def test_diagnose_history_accepts_a_history_object_and_a_constant_rate():
         history = {"loss": [1.0, 0.9, float("nan")]}
 
     (f,) = diagnose_history(History(), learning_rate=0.3)
-    assert f.symptom == DIVERGENCE and f.epoch == 2
+    assert f.symptom == DIVERGENCE and f.epoch == 3
     assert "from 0.3" in f.advice
 
 

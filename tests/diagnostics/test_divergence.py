@@ -20,7 +20,7 @@ def test_divergence_reports_first_nonfinite_step(synth, rng):
     findings = DivergenceDetector()(_nan_run(synth, rng).record())
     assert len(findings) == 1
     (f,) = findings
-    assert (f.symptom, f.severity, f.step, f.epoch) == (DIVERGENCE, "critical", 137, 2)
+    assert (f.symptom, f.severity, f.step, f.epoch) == (DIVERGENCE, "critical", 137, 3)
     assert f.evidence["nonfinite_gradients"] == 1234
     assert "0.5" in f.advice and "0.05-0.167" in f.advice  # quotes the rate in force, 3-10x smaller
 
@@ -30,14 +30,14 @@ def test_divergence_works_mid_epoch_on_step_signals_alone(synth, rng):
     record = _nan_run(synth, rng).record(upto_step=141)
     assert record.n_epochs == 2
     (f,) = DivergenceDetector()(record)
-    assert (f.step, f.epoch, f.severity) == (137, 2, "critical")
+    assert (f.step, f.epoch, f.severity) == (137, 3, "critical")
 
 
 def test_divergence_on_a_bare_record_with_only_gradient_norms():
     record = TrainingRecord()
     record.add_steps([1, 2, 3], grad_norm=[0.5, 0.6, np.inf])
     (f,) = DivergenceDetector()(record)
-    assert (f.step, f.epoch) == (3, 0)
+    assert (f.step, f.epoch) == (3, 1)
     assert "Lower the learning rate 3-10x" in f.advice
 
 
@@ -52,7 +52,7 @@ def test_divergence_is_one_finding_per_episode_on_a_growing_record(synth, rng):
 def test_divergence_from_epoch_logs_alone():
     record = TrainingRecord.from_history({"loss": [1.0, 0.8, float("nan")], "val_loss": [1.1, 0.9, float("nan")]}, learning_rate=[0.1] * 3)
     (f,) = DivergenceDetector()(record)
-    assert (f.epoch, f.step, f.severity) == (2, None, "critical")
+    assert (f.epoch, f.step, f.severity) == (3, None, "critical")
 
 
 def test_nan_val_loss_alone_is_not_divergence():
@@ -73,7 +73,7 @@ def test_finite_loss_blowup_is_divergence(synth, rng):
     loss[200:] = np.geomspace(0.3, 50.0, 100)  # climbs far above its start
     (f,) = DivergenceDetector()(synth.Trace(50, loss, learning_rate=[0.01, 0.01, 0.01, 0.01, 0.2, 0.2]).record())
     assert f.symptom == DIVERGENCE
-    assert f.step > 200 and f.epoch == 4
+    assert f.step > 200 and f.epoch == 5
     assert f.evidence["ratio_to_best"] > 10
     assert "below 0.2" in f.advice and "at most 0.01" in f.advice  # the largest rate seen stable
 

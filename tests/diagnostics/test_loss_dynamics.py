@@ -26,7 +26,7 @@ ZIGZAG = [1.0, 0.8, 0.7, 1.1, 0.6, 1.2, 0.7, 1.0, 0.6, 1.1, 0.7, 1.0]
 def test_oscillating_loss_reported_from_the_window_start():
     (f,) = OscillatingLossDetector()(_history(loss=ZIGZAG))
     assert (f.symptom, f.severity) == (OSCILLATING_LOSS, "warning")
-    assert f.epoch == 0 and f.step == 100  # the first 6-epoch window zig-zags already
+    assert f.epoch == 1 and f.step == 100  # the first 6-epoch window zig-zags already
     assert f.evidence["sign_changes"] >= 3
     assert f.evidence["relative_amplitude"] >= 0.1
     assert "0.05" in f.advice and "batch size" in f.advice and "momentum" in f.advice
@@ -54,7 +54,7 @@ def test_stalled_training_from_the_start_is_critical():
     accuracy = [0.100, 0.102, 0.101, 0.100, 0.102, 0.100, 0.101, 0.100]  # chance, for 10 classes
     (f,) = StalledTrainingDetector()(_history(loss=loss, accuracy=accuracy, val_accuracy=accuracy))
     assert (f.symptom, f.severity) == (STALLED_TRAINING, "critical")
-    assert f.epoch == 1 and f.step == 200  # no progress in epochs 1-5 over epoch 0
+    assert f.epoch == 2 and f.step == 200  # no progress in epochs 2-6 over epoch 1
     assert f.evidence["loss_fraction_of_start"] == pytest.approx(1.0, abs=0.01)
     assert "raise the learning rate from 0.05" in f.advice.lower() and "labels" in f.advice
 
@@ -62,7 +62,7 @@ def test_stalled_training_from_the_start_is_critical():
 def test_stalled_after_early_progress_is_a_warning():
     loss = [2.3, 1.8, 1.6, 1.6, 1.6, 1.6, 1.6, 1.6, 1.6, 1.6]
     (f,) = StalledTrainingDetector()(_history(loss=loss))
-    assert (f.severity, f.epoch) == ("warning", 3)  # the first epoch without progress
+    assert (f.severity, f.epoch) == ("warning", 4)  # the first epoch without progress
 
 
 def test_stalled_training_one_finding_per_episode_as_epochs_arrive():

@@ -17,8 +17,8 @@ def _record(n=len(LOSS), loss=LOSS, val_loss=VAL_LOSS):
 def test_overfitting_reports_best_epoch_and_growing_gap():
     (f,) = OverfittingDetector()(_record())
     assert (f.symptom, f.severity) == (OVERFITTING, "warning")
-    assert f.epoch == 4 and f.step == 500  # the episode starts right after the best epoch
-    assert f.evidence["best_epoch"] == 3
+    assert f.epoch == 5 and f.step == 500  # the episode starts right after the best epoch
+    assert f.evidence["best_epoch"] == 4
     assert f.evidence["best_val_loss"] == pytest.approx(0.55)
     assert f.evidence["gap"] > f.evidence["gap_at_best"]
     assert "best val_loss at epoch 4" in f.advice and "L2 1e-4" in f.advice and "dropout 0.2" in f.advice
@@ -28,7 +28,7 @@ def test_overfitting_one_finding_per_episode_as_epochs_arrive():
     seen = [OverfittingDetector()(_record(n)) for n in range(1, len(LOSS) + 1)]
     assert len({episode_key(f) for findings in seen for f in findings}) == 1
     assert seen[5] == []  # two epochs above the best: not yet
-    assert seen[6] and seen[6][0].evidence["confirmed_epoch"] == 6  # three epochs: confirmed
+    assert seen[6] and seen[6][0].evidence["confirmed_epoch"] == 7  # three epochs: confirmed
     assert seen[-1] == [f for f in seen if f][0]
 
 

@@ -1,0 +1,188 @@
+"""The chance-level rules (divergence far above chance, stalled at chance), the
+one-step spike, all-dead layers, root-cause linking and 1-based epochs, on synthetic traces."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from descentkit.diagnostics import (
+    DEAD_UNITS,
+    DIVERGENCE,
+    STALLED_TRAINING,
+    VANISHING_GRADIENTS,
+    DeadUnitsDetector,
+    DivergenceDetector,
+    Finding,
+    StalledTrainingDetector,
+    TrainingRecord,
+    chance_loss,
+    diagnose,
+    episode_key,
+    link_causes,
+    top_finding,
+)
+
+STEPS = 20
+
+
+def _record(epoch_losses, *, chance=None, loss_name="sparse_categorical_crossentropy", step_loss=None, **series):
+    """A record of whole epochs: `STEPS` steps each, step losses flat at the epoch's loss
+    unless given."""
+    record = TrainingRecord(["dense", "dense_1"])
+    record.chance_loss = chance
+    record.loss_name = loss_name
+    losses = np.repeat(np.asarray(epoch_losses, dtype=float), STEPS) if step_loss is None else np.asarray(step_loss, float)
+    for e, value in enumerate(epoch_losses):
+        span = slice(e * STEPS, (e + 1) * STEPS)
+        record.add_steps(np.arange(e * STEPS + 1, (e + 1) * STEPS + 1), loss=losses[span], grad_norm=np.ones(STEPS))
+        record.add_epoch(e, {"loss": value, **{k: v[e] for k, v in series.items()}}, learning_rate=0.05,
+                         step=(e + 1) * STEPS)
+    return record
+
+
+# ---------------------------------------------------------------- chance level
+def test_chance_loss_is_the_entropy_of_the_label_frequencies():
+    assert chance_loss("sparse_categorical_crossentropy", y=[0, 0, 1, 1]) == pytest.approx(math.log(2))
+    assert chance_loss("sparse_categorical_crossentropy", y=[0, 0, 0, 1]) == pytest.approx(
+        -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    one_hot = np.eye(3)[[0, 1, 2, 2]]
+    assert chance_loss("categorical_crossentropy", y=one_hot) == pytest.approx(
+        -(2 * 0.25 * math.log(0.25) + 0.5 * math.log(0.5)))
+
+
+def test_chance_loss_without_labels_assumes_uniform_classes():
+    assert chance_loss("sparse_categorical_crossentropy", output_units=10) == pytest.approx(math.log(10))
+    assert chance_loss("binary_crossentropy") == pytest.approx(math.log(2))
+    assert chance_loss("mse") is None  # a regression's chance level needs its targets
+
+
+def test_chance_loss_of_regressions_is_the_targets_spread():
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    assert chance_loss("mse", y=y) == pytest.approx(y.var())
+    assert chance_loss("mean_absolute_error", y=y) == pytest.approx(1.0)
+    assert chance_loss("huber", y=y) is None  # unknown losses have no chance level here
+
+
+# ---------------------------------------------------------------- divergence
+def test_a_cross_entropy_stuck_far_above_chance_is_critical_divergence():
+    # Confidently wrong from the first step (never rising, so no blow-up): 40x chance.
+    record = _record([45.0, 52.0, 41.0, 50.0], chance=1.1)
+    (f,) = DivergenceDetector()(record)
+    assert (f.symptom, f.severity) == (DIVERGENCE, "critical")
+    assert f.evidence["ratio_to_chance"] > 10
+    assert f.epoch <= 2
+
+
+def test_a_regression_far_above_its_target_variance_is_not_divergence():
+    # Targets far from zero: an untrained net starts orders of magnitude above var(y)
+    # and trains down; nothing here says the optimizer made anything worse.
+    record = _record([900.0, 850.0, 845.0, 840.0], chance=1.0, loss_name="mse")
+    assert DivergenceDetector()(record) == []
+
+
+def test_a_loss_that_blows_up_within_its_first_steps_is_divergence():
+    # The start window holds the blow-up already; the chance level caps the start.
+    step_loss = np.concatenate(([2.3, 900.0], np.full(STEPS - 2, 1e4)))
+    record = TrainingRecord(["dense"])
+    record.chance_loss, record.loss_name = 2.3, "sparse_categorical_crossentropy"
+    record.add_steps(np.arange(1, STEPS + 1), loss=step_loss)
+    (f,) = DivergenceDetector()(record)
+    assert (f.severity, f.epoch) == ("critical", 1)
+    assert f.step <= 8
+
+
+def test_one_step_ten_thousand_times_the_start_is_divergence_even_if_it_falls_back():
+    step_loss = np.concatenate(([91.0, 2.6e10, 7e5], np.full(STEPS - 3, 2.0)))
+    record = TrainingRecord(["dense"])
+    record.add_steps(np.arange(1, STEPS + 1), loss=step_loss)
+    (f,) = DivergenceDetector()(record)
+    assert (f.severity, f.step) == ("critical", 2)
+    assert f.evidence["ratio_to_start"] > 1e8
+
+
+def test_a_bad_batch_a_few_times_the_start_is_not_divergence():
+    step_loss = np.full(3 * STEPS, 1.0)
+    step_loss[7] = 40.0  # one hard batch
+    record = TrainingRecord(["dense"])
+    record.add_steps(np.arange(1, 3 * STEPS + 1), loss=step_loss)
+    assert DivergenceDetector()(record) == []
+
+
+# ---------------------------------------------------------------- stalled
+def test_a_loss_at_chance_for_three_epochs_is_critical_stalled_training():
+    record = _record([2.31, 2.305, 2.303, 2.302, 2.302], chance=2.302, accuracy=[0.1] * 5)
+    (f,) = StalledTrainingDetector()(record)
+    assert (f.symptom, f.severity) == (STALLED_TRAINING, "critical")
+    assert f.evidence["chance_loss"] == pytest.approx(2.302)
+    assert "chance level" in f.message
+
+
+def test_a_slow_run_below_chance_is_not_stalled_at_chance():
+    losses = [2.3 * 0.97 ** i for i in range(6)]  # 3 % better each epoch
+    record = _record(losses, chance=2.302, accuracy=[0.1 + 0.02 * i for i in range(6)])
+    assert StalledTrainingDetector()(record) == []
+
+
+# ---------------------------------------------------------------- dead units
+def test_a_layer_with_every_unit_dead_is_critical_even_while_the_loss_falls():
+    record = _record([2.0, 1.5, 1.2])
+    record.dead_fraction = {"dense": [1.0, 1.0, 1.0], "dense_1": [0.0, 0.0, 0.0]}
+    (f,) = DeadUnitsDetector()(record)
+    assert (f.severity, f.epoch) == ("critical", 1)
+    assert "no longer depends on the inputs" in f.message
+
+
+# ---------------------------------------------------------------- causes
+def _finding(symptom, severity="warning", epoch=3, step=60, advice="advice"):
+    return Finding(symptom, severity, epoch, step, f"{symptom} seen.", advice, {})
+
+
+def test_consequences_point_to_their_root_and_keep_their_episode():
+    dead = _finding(DEAD_UNITS, "critical", advice="Use LeakyReLU and lower the learning rate.")
+    vanishing = _finding(VANISHING_GRADIENTS, advice="Raise the learning rate.")
+    stalled = _finding(STALLED_TRAINING, "critical", epoch=1, step=20, advice="Raise the learning rate.")
+    linked = link_causes([stalled, vanishing, dead])
+    by = {f.symptom: f for f in linked}
+    assert by[VANISHING_GRADIENTS].evidence["caused_by"] == DEAD_UNITS
+    # a chain resolves to its deepest root: stalled <- vanishing <- dead
+    assert by[STALLED_TRAINING].evidence["caused_by"] == DEAD_UNITS
+    assert "Raise the learning rate" not in by[VANISHING_GRADIENTS].advice
+    assert by[VANISHING_GRADIENTS].advice.endswith(dead.advice)
+    assert by[DEAD_UNITS].evidence["consequences"] == [STALLED_TRAINING, VANISHING_GRADIENTS]
+    assert [episode_key(f) for f in linked] == [episode_key(f) for f in (stalled, vanishing, dead)]
+    assert top_finding(linked) == by[DEAD_UNITS]
+    assert link_causes(linked) == linked  # linking twice changes nothing
+
+
+def test_unrelated_or_distant_findings_are_not_linked():
+    dead = _finding(DEAD_UNITS, epoch=20, step=400)
+    stalled = _finding(STALLED_TRAINING, epoch=2, step=40)  # long before the units died
+    linked = link_causes([stalled, dead])
+    assert all("caused_by" not in f.evidence for f in linked)
+
+
+def test_top_finding_prefers_severity_then_the_deepest_root():
+    overfit = _finding("overfitting", epoch=1, step=20)
+    stalled = _finding(STALLED_TRAINING, "critical", epoch=4, step=80)
+    assert top_finding([overfit, stalled]).symptom == STALLED_TRAINING
+    assert top_finding([_finding(DIVERGENCE, "info")]) is None
+
+
+def test_diagnose_links_what_it_finds():
+    record = _record([2.31, 2.305, 2.303, 2.302, 2.302, 2.302], chance=2.302, accuracy=[0.1] * 6)
+    record.dead_fraction = {"dense": [1.0] * 6, "dense_1": [0.0] * 6}
+    findings = diagnose(record)
+    stalled = next(f for f in findings if f.symptom == STALLED_TRAINING)
+    assert stalled.evidence["caused_by"] == DEAD_UNITS
+    assert top_finding(findings).symptom == DEAD_UNITS
+
+
+# ---------------------------------------------------------------- numbering
+def test_epochs_are_numbered_from_one_as_keras_prints_them():
+    record = _record([45.0, 52.0, 41.0], chance=1.1)
+    (f,) = DivergenceDetector()(record)
+    assert f.epoch == 1 and f.step == STEPS  # Keras's "Epoch 1/3"
+    assert "epoch 1," in str(f)

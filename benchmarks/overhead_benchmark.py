@@ -116,6 +116,8 @@ def variants(profile: bool, tracking_uri: str) -> dict[str, Callable[[], list[An
     out: dict[str, Callable[[], list[Any]]] = {
         "plain": lambda: [],
         "TrainingMonitor()": lambda: [TrainingMonitor(verbose=0)],
+        # the same without its default activation probe (a sample of the validation data)
+        "TrainingMonitor(activation_freq=0)": lambda: [TrainingMonitor(verbose=0, activation_freq=0)],
         "MLflowLogger()": lambda: [MLflowLogger(tracking_uri=tracking_uri, experiment_name="overhead")],
     }
     if profile:

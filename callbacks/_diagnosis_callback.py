@@ -62,7 +62,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
             many optimizer steps (0: never; None: once an epoch, every 8th to 64th step).
         probe_data: inputs `x` or `(x, y)` to probe hidden activations on.
         validation_data: `(x, y)` used as the probe when `probe_data` is None.
-        activation_freq: probe activations every this many epochs.
+        activation_freq: probe activations every this many epochs (0: never).
         preflight: run the preflight data checks at train begin.
         preflight_data: `(x, y)` or `x` for the preflight checks; defaults to the
             probe data.
@@ -126,8 +126,10 @@ class DiagnosisCallback(keras.callbacks.Callback):
             raise ValueError(
                 f"update_ratio_every must be None (once an epoch) or a non-negative integer but got {update_ratio_every!r}."
             )
-        if not isinstance(activation_freq, int) or activation_freq < 1:
-            raise ValueError(f"activation_freq must be a positive integer but got {activation_freq!r}.")
+        if isinstance(activation_freq, bool) or not isinstance(activation_freq, int) or activation_freq < 0:
+            raise ValueError(
+                f"activation_freq must be a non-negative integer (0: no activation probe) but got {activation_freq!r}."
+            )
         self.verbose = verbose
         self.check_every = check_every
         self.activation_freq = activation_freq
@@ -224,7 +226,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._flush(settle=True)
         dead, saturated = {}, {}
-        if self._probe is not None and (epoch + 1) % self.activation_freq == 0:
+        if self._probe is not None and self.activation_freq and (epoch + 1) % self.activation_freq == 0:
             dead, saturated = self._probe.measure(self.model)
         record = self._ensure_record()
         record.add_epoch(

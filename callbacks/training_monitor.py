@@ -53,7 +53,8 @@ class TrainingMonitor(DiagnosisCallback):
             finding, 2 prints info findings too.
         check_every: how often, in optimizer steps, to look for divergence (1 to 8,
             default 8).
-        activation_freq: probe activations every this many epochs (default 1).
+        activation_freq: probe activations every this many epochs (default 1;
+            0: no activation probe, so no dead or saturated units are seen).
         preflight: run the preflight data checks (non-finite or unnormalized
             inputs, output activation vs loss) at train begin (default True);
             needs `preflight_data` or probe data.

@@ -16,6 +16,7 @@ from descentkit.diagnostics._signals import (
     is_cross_entropy,
     learning_rate_at,
     not_improving,
+    rate_in_force_text,
     rate_text,
     sentence,
     training_loss,
@@ -85,11 +86,11 @@ def lower_rate_phrase(record: TrainingRecord, index: int) -> str:
     stable = earlier[np.isfinite(earlier) & (earlier < rate)]
     if len(stable):
         return (
-            f"lower the learning rate below {rate_text(rate)}, to at most {rate_text(stable.max())} "
+            f"lower the learning rate below {rate_in_force_text(record, index)}, to at most {rate_text(stable.max())} "
             "(the largest rate seen stable in this run)"
         )
     low, high = rate / _SMALLER[0], rate / _SMALLER[1]
-    return f"lower the learning rate from {rate_text(rate)} to {rate_text(low)}-{rate_text(high)} (3-10x smaller)"
+    return f"lower the learning rate from {rate_in_force_text(record, index)} to {rate_text(low)}-{rate_text(high)} (3-10x smaller)"
 
 
 class DivergenceDetector(Detector):

@@ -25,6 +25,7 @@ from descentkit.diagnostics._signals import (
     MIN_RELATIVE_IMPROVEMENT,
     epoch_index_of_step,
     finite,
+    rate_in_force_text,
     rate_text,
 )
 
@@ -319,7 +320,7 @@ class VanishingGradientsDetector(Detector):
                 seen.append(f"first-layer gradient {ratio[start]:.2g} of the last layer's")
             if frozen[start]:
                 seen.append(f"first-layer updates {first_update[start]:.2g} of its weights per step")
-            raise_rate = f" or raise the learning rate from {rate_text(rate)}" if rate is not None else " or raise the learning rate"
+            raise_rate = f" or raise the learning rate from {rate_in_force_text(record, start)}" if rate is not None else " or raise the learning rate"
             findings.append(
                 Finding(
                     symptom=VANISHING_GRADIENTS,

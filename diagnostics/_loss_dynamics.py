@@ -16,6 +16,7 @@ from descentkit.diagnostics._signals import (
     learning_rate_at,
     memoized,
     not_improving,
+    rate_in_force_text,
     rate_text,
     sentence,
     start_loss,
@@ -228,7 +229,7 @@ class StalledTrainingDetector(Detector):
             rate = learning_rate_at(record, first)
             accuracy = progress.best_accuracy(first)
             raise_rate = (
-                f"raise the learning rate from {rate_text(rate)} (e.g. 3-10x, to {rate_text(3 * rate)}-{rate_text(10 * rate)})"
+                f"raise the learning rate from {rate_in_force_text(record, first)} (e.g. 3-10x, to {rate_text(3 * rate)}-{rate_text(10 * rate)})"
                 if rate is not None
                 else "raise the learning rate 3-10x"
             )

@@ -254,3 +254,21 @@ def sentence(text: str) -> str:
 
 def rate_text(rate: float | None) -> str:
     return "unknown" if rate is None else f"{rate:.3g}"
+
+
+# A rate in force 10 % away from the first epoch's is a schedule's doing (or a
+# callback's): advice then names both, so "lower it from 0.01" is not read as the
+# configured 0.1.
+_SCHEDULED_CHANGE = 0.1
+
+
+def rate_in_force_text(record: TrainingRecord, index: int) -> str:
+    """The learning rate in force at epoch `index`, and the configured (first epoch's)
+    rate when a schedule has moved it: "0.0125 (in force; configured 0.1)"."""
+    rate = learning_rate_at(record, index)
+    if rate is None:
+        return "unknown"
+    first = learning_rate_at(record, 0)
+    if first is not None and first > 0 and abs(rate - first) > _SCHEDULED_CHANGE * first:
+        return f"{rate_text(rate)} (in force; configured {rate_text(first)})"
+    return rate_text(rate)

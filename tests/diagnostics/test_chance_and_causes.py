@@ -186,3 +186,13 @@ def test_epochs_are_numbered_from_one_as_keras_prints_them():
     (f,) = DivergenceDetector()(record)
     assert f.epoch == 1 and f.step == STEPS  # Keras's "Epoch 1/3"
     assert "epoch 1," in str(f)
+
+
+def test_advice_quotes_the_rate_in_force_and_the_configured_one_after_a_schedule():
+    record = _record([2.0, 1.9, 1.9, 1.9, 1.9, 1.9, 1.9], chance=1.0)  # stalled, above half the start
+    record.learning_rate = [0.1, 0.05, 0.025, 0.0125, 0.01, 0.01, 0.01]
+    (f,) = StalledTrainingDetector()(record)
+    assert "from 0.01 (in force; configured 0.1)" in f.advice
+    record.learning_rate = [0.1] * 7
+    (f,) = StalledTrainingDetector()(record)
+    assert "from 0.1 (" in f.advice and "configured" not in f.advice

@@ -292,7 +292,7 @@ def _monitor_names(make: Callable[[], Recipe]) -> TrainingMonitor:
 
 
 # Labels the monitor at its defaults does not raise yet (issue 17's detector work),
-# measured on the detectors in the tree at 0d95f7e; remove a mark once its test passes.
+# measured on the detectors of 82f96b7; remove a mark once its test passes.
 NOT_YET = {
     "exploding_gradients": "a full-batch RMSprop gradient spike that recovers is not raised at defaults yet",
     "stalled_training": "a loss held at its start by lr=1e-6 is reported only as vanishing_gradients",

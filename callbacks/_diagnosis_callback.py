@@ -18,6 +18,7 @@ import numpy as np
 from descentkit.callbacks._activation_probe import ActivationProbe, activation_name, probe_batch
 from descentkit.callbacks._fit_data import fit_sample
 from descentkit.callbacks._step_signals import StepSignalRecorder, target_optimizer
+from descentkit.diagnostics._divergence import DIVERGENCE_CONFIRM_STEPS
 from descentkit.diagnostics import (
     DETECTORS,
     DIVERGENCE,
@@ -160,6 +161,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
         self._flushed_batch = 0
         self._flush_every = check_every
         self._loss_name: str | None = None
+        self._watch_batches = 0
         self._chance_loss: float | None = None
 
     # --------------------------------------------------------------- results
@@ -213,14 +215,21 @@ class DiagnosisCallback(keras.callbacks.Callback):
         # the step loss included, so one read every few steps is all the per-batch work.
         if self._recorder is not None:
             self._recorder.before_batch()
-        if batch - self._flushed_batch < self._flush_every:
+        if self._watch_batches > 0:
+            self._watch_batches -= 1
+        elif batch - self._flushed_batch < self._flush_every:
             return
         self._flushed_batch = batch
         new_steps = self._flush()
         if not self._urgent or self.stopped_by is not None:
             return
         nonfinite = self._nonfinite_tail(new_steps) or (self._recorder is not None and self._recorder.nonfinite_loss)
-        if nonfinite or self._loss_blew_up(new_steps):
+        blown = self._loss_blew_up(new_steps)
+        if blown:
+            # A blow-up counts once it lasts (DIVERGENCE_CONFIRM_STEPS): look after every
+            # batch until it is decided, so a lasting one still stops within 10 steps.
+            self._watch_batches = DIVERGENCE_CONFIRM_STEPS + 2
+        if nonfinite or blown or self._watch_batches > 0:
             self._diagnose(self._urgent, self._epoch)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

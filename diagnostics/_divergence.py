@@ -56,6 +56,14 @@ DIVERGENCE_CHANCE_WINDOW = 2
 # thrown the weights far off (a wine MLP at SGD lr 5: 91 -> 2.6e10 in one step,
 # then every ReLU dead and the loss back near 2 for good).
 DIVERGENCE_SPIKE_FACTOR = 1e4
+# A blow-up counts once the loss is still above its bound 6 steps after the first
+# blown step (the median of the 3 steps ending there): a transient the loss comes
+# back from is not divergence. Fitted on the suite's tuning half: an Adam CNN at lr 1
+# jumped 1e4x for one step and stayed 100x up for 3 more, then was back under 3x its
+# start 4 steps later (its units dead: dead_units, not divergence); with the 2-step
+# smoothing lag and a check after every step while a blow-up is pending, divergence
+# that lasts is still seen within 10 steps of its start.
+DIVERGENCE_CONFIRM_STEPS = 6
 # Step losses are smoothed by a running median of 5 steps: one or two outlier
 # batches never trigger, a blow-up lasting 3 of 5 steps does.
 DIVERGENCE_SUSTAIN_STEPS = 5
@@ -112,6 +120,9 @@ class DivergenceDetector(Detector):
             blow-up (default `DIVERGENCE_START_FACTOR`, 3).
         sustain_steps: step losses are smoothed by a running median over this many
             steps (default `DIVERGENCE_SUSTAIN_STEPS`, 5).
+        confirm_steps: a blow-up counts when the loss is still up this many steps
+            after it started (default `DIVERGENCE_CONFIRM_STEPS`, 6), or at the
+            epoch's end.
 
     Example:
         >>> findings = DivergenceDetector()(record)
@@ -124,10 +135,12 @@ class DivergenceDetector(Detector):
         blowup_factor: float = DIVERGENCE_BLOWUP_FACTOR,
         start_factor: float = DIVERGENCE_START_FACTOR,
         sustain_steps: int = DIVERGENCE_SUSTAIN_STEPS,
+        confirm_steps: int = DIVERGENCE_CONFIRM_STEPS,
     ) -> None:
         self.blowup_factor = self._above_one("blowup_factor", blowup_factor)
         self.start_factor = self._above_one("start_factor", start_factor)
         self.sustain_steps = self._count("sustain_steps", sustain_steps)
+        self.confirm_steps = self._count("confirm_steps", confirm_steps, minimum=2)
 
     def __call__(self, record: TrainingRecord) -> list[Finding]:
         nonfinite, index = self._first_nonfinite(record)
@@ -144,7 +157,8 @@ class DivergenceDetector(Detector):
     # ------------------------------------------------------------ far above chance
     def _above_chance(self, record: TrainingRecord, limit_epoch: int | None) -> list[Finding]:
         """The first epoch whose cross-entropy is `DIVERGENCE_CHANCE_FACTOR` above the
-        chance level and not improving: one critical finding (the run is hopeless)."""
+        chance level and not improving (or with a validation loss as far above it):
+        one critical finding (the run is hopeless)."""
         chance = chance_level(record)
         if chance is None or not is_cross_entropy(record):
             return []
@@ -152,7 +166,13 @@ class DivergenceDetector(Detector):
         if not len(loss):
             return []
         stuck = not_improving(record, DIVERGENCE_CHANCE_WINDOW, len(loss))
-        hits = np.flatnonzero(np.isfinite(loss) & (loss > DIVERGENCE_CHANCE_FACTOR * chance) & stuck)
+        # A validation loss as far above chance at the same epoch's end says the same of
+        # the weights training ended the epoch with, with or without progress on the way.
+        val = record.series("val_loss")[: len(loss)]
+        val_far = np.zeros(len(loss), dtype=bool)
+        val_far[: len(val)] = np.isfinite(val) & (val > DIVERGENCE_CHANCE_FACTOR * chance)
+        far = np.isfinite(loss) & (loss > DIVERGENCE_CHANCE_FACTOR * chance)
+        hits = np.flatnonzero(far & (stuck | val_far))
         if not len(hits):
             return []
         index = int(hits[0])
@@ -253,42 +273,60 @@ class DivergenceDetector(Detector):
             keep = steps < limit_step
             steps, step_loss = steps[keep], step_loss[keep]
         recorded = np.isfinite(step_loss)
-        # One step past the first window is enough: the start is that window's median
-        # (capped by the chance level), so a blow-up within the first steps is seen
-        # at the first mid-epoch check.
-        if recorded.sum() > self.sustain_steps:
+        if recorded.sum() >= 2:
             where = steps[recorded]
             loss = step_loss[recorded]
-            window = self.sustain_steps
+            window = min(self.sustain_steps, len(loss))
             start = float(np.median(loss[:window]))
             chance = chance_level(record)
+            # The first window may hold the blow-up already: the start is then the
+            # first step's loss or the chance level, whichever is larger (without a
+            # chance level, the first step's loss once it is 10x below the median:
+            # no two batches of an untrained net differ that much).
             if chance is not None:
                 start = min(start, max(float(loss[0]), chance))
+            elif float(loss[0]) * self.blowup_factor < start:
+                start = float(loss[0])
+            complete = _epoch_complete(record, where)
+            findings = self._spike(record, loss, where, start, complete)
+            if len(loss) <= self.sustain_steps:
+                return findings
         else:  # epoch losses: an epoch mean is already sustained over many steps
             loss = training_loss(record)[: limit_epoch if limit_epoch is not None else None]
             loss = loss[: int(np.argmin(np.isfinite(loss))) if not np.isfinite(loss).all() else None]
             where = None
             window = 1
+            complete = True
+            findings = []
             if len(loss) < 2:
                 return []
             start = float(loss[0])
         if len(loss) < window + 1 or not np.isfinite(start):
-            return []
+            return findings
         smooth = np.median(np.lib.stride_tricks.sliding_window_view(loss, window), axis=1)
         best = np.minimum.accumulate(smooth)
         rise_floor = DIVERGENCE_MIN_RISE_OF_START * abs(start)
         blown = (smooth > self.blowup_factor * best) & (smooth - best > rise_floor)
         critical = smooth > self.start_factor * abs(start)
-        findings = self._spike(record, loss, where, start, smooth, window)
+        spiked = min((f.step for f in findings), default=None)
         for first, _ in runs(blown | critical, merge_gap=2 * window):
+            severity = "critical" if critical[first] else "warning"
+            bound = self.start_factor * abs(start) if severity == "critical" else max(
+                self.blowup_factor * best[first], best[first] + rise_floor)
             at = first + window - 1  # index into `loss` of the window's last value
             if where is not None:
+                # Still blown up `confirm_steps` after its first blown step, or a transient
+                # the loss came back from (dated from that first step, not the window's end).
+                onset = first + int(np.argmax(loss[first : at + 1] > bound))
+                if not self._confirmed(loss, onset, bound, complete):
+                    continue
                 step = int(where[at])
+                if spiked is not None and spiked <= step:
+                    continue  # the spike that started it is already the finding
                 index = epoch_index_of_step(record, step)
             else:
                 index = at
                 step = epoch_step(record, index)
-            severity = "critical" if critical[first] else "warning"
             ratio = smooth[first] / best[first] if best[first] > 0 else float("inf")
             findings.append(
                 Finding(
@@ -317,42 +355,55 @@ class DivergenceDetector(Detector):
             )
         return sorted(findings, key=lambda f: f.step if f.step is not None else -1)
 
-    def _spike(self, record: TrainingRecord, loss: np.ndarray, where: np.ndarray | None, start: float,
-               smooth: np.ndarray, window: int) -> list[Finding]:
-        """A single step loss `DIVERGENCE_SPIKE_FACTOR` above the start, before any
-        smoothed blow-up: one step that large throws the weights far away (it is
-        what kills every ReLU of a net at once), even if the loss falls back after."""
-        if where is None or not start:
+    def _confirmed(self, loss: np.ndarray, onset: int, bound: float, complete: bool) -> bool:
+        """Whether the loss is still above `bound` `confirm_steps` after `onset` (the
+        median of the 3 steps ending there). Until then the episode is pending, unless
+        the epoch is over: then the steps that followed it decide."""
+        check = onset + self.confirm_steps
+        if check < len(loss):
+            return bool(np.median(loss[check - 2 : check + 1]) > bound)
+        later = loss[onset + 1 :]
+        return bool(complete and len(later) and np.median(later[-3:]) > bound)
+
+    def _spike(self, record: TrainingRecord, loss: np.ndarray, where: np.ndarray, start: float,
+               complete: bool) -> list[Finding]:
+        """A single step loss `DIVERGENCE_SPIKE_FACTOR` above the start that the loss
+        has not come back from: one step that large throws the weights far off."""
+        if not start or not np.isfinite(start):
             return []
-        spikes = np.flatnonzero(loss > DIVERGENCE_SPIKE_FACTOR * abs(start))
-        if not len(spikes):
-            return []
-        at = int(spikes[0])
-        earlier = smooth[: max(0, at - window + 2)]
-        if len(earlier) and (earlier > self.start_factor * abs(start)).any():
-            return []  # part of a blow-up the smoothed loss already shows
-        step = int(where[at])
-        index = epoch_index_of_step(record, step)
-        return [
-            Finding(
-                symptom=DIVERGENCE,
-                severity="critical",
-                epoch=epoch_number(record, index),
-                step=step,
-                message=(
-                    f"The loss jumped to {loss[at]:.4g} at step {step}, {loss[at] / abs(start):.3g}x its start "
-                    f"({start:.4g}): one step that large throws the weights far off."
-                ),
-                advice=_divergence_advice(record, index),
-                evidence={
-                    "loss": float(loss[at]),
-                    "start_loss": start,
-                    "ratio_to_start": float(loss[at] / abs(start)),
-                    "smoothed_over": "none (one step)",
-                    "learning_rate": _or_nan(learning_rate_at(record, index)),
-                },
-            )
-        ]
+        bound = self.start_factor * abs(start)
+        for at in np.flatnonzero(loss > DIVERGENCE_SPIKE_FACTOR * abs(start)).tolist():
+            if not self._confirmed(loss, at, bound, complete):
+                continue
+            step = int(where[at])
+            index = epoch_index_of_step(record, step)
+            return [
+                Finding(
+                    symptom=DIVERGENCE,
+                    severity="critical",
+                    epoch=epoch_number(record, index),
+                    step=step,
+                    message=(
+                        f"The loss jumped to {loss[at]:.4g} at step {step}, {loss[at] / abs(start):.3g}x its start "
+                        f"({start:.4g}), and stayed far above it."
+                    ),
+                    advice=_divergence_advice(record, index),
+                    evidence={
+                        "loss": float(loss[at]),
+                        "start_loss": start,
+                        "ratio_to_start": float(loss[at] / abs(start)),
+                        "smoothed_over": "none (one step)",
+                        "learning_rate": _or_nan(learning_rate_at(record, index)),
+                    },
+                )
+            ]
+        return []
+
+
+def _epoch_complete(record: TrainingRecord, where: np.ndarray) -> bool:
+    """Whether the last recorded step ends an epoch (an epoch-end diagnosis)."""
+    ends = [e for e in record.epoch_end_step if e is not None]
+    return bool(ends and len(where) and ends[-1] >= where[-1])
 
 
 def _divergence_advice(record: TrainingRecord, index: int) -> str:

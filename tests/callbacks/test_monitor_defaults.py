@@ -93,26 +93,29 @@ def _wine_model(activation):
     ])
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_a_huge_rate_on_unscaled_wine_is_divergence_and_stops_at_once(wine, activation, capsys):
+@pytest.mark.parametrize(("activation", "root"), [("relu", DEAD_UNITS), ("tanh", DIVERGENCE)])
+def test_a_huge_rate_on_unscaled_wine_is_found_and_stopped_in_the_first_epoch(wine, activation, root, capsys):
     x, y, x_val, y_val = wine
     monitor = TrainingMonitor()
     history = _fit(_wine_model(activation), x, y, monitor, optimizer=keras.optimizers.SGD(5.0, momentum=0.9),
                    epochs=30, batch_size=16, validation_data=(x_val, y_val))
 
-    # Finite losses (relu: one step of 2.6e10, then every unit dead; tanh: 40-300x the
-    # chance level) are divergence, and the default stop_on ends the run in epoch 1.
-    assert monitor.stopped_by is not None and monitor.stopped_by.symptom == DIVERGENCE
-    assert len(history.history["loss"]) == 1
+    # Finite losses all along. relu: one step of 2.6e10, then every unit of the first
+    # layer dead (the loss back near 2): dead_units, critical. tanh: 25-300x the chance
+    # level for good: divergence. Either stops the run in epoch 1 by default.
     assert np.isfinite(history.history["loss"]).all()
-    assert top_finding(monitor.findings).symptom == DIVERGENCE
-    assert {f.symptom for f in monitor.findings} >= {"unnormalized_inputs", DIVERGENCE}
-    # one root, one advice: every other training finding points to the divergence
+    assert monitor.stopped_by is not None and monitor.stopped_by.symptom == root
+    assert monitor.stopped_by.severity == "critical"
+    assert len(history.history["loss"]) == 1
+    assert top_finding(monitor.findings).symptom == root
+    assert "unnormalized_inputs" in {f.symptom for f in monitor.findings}
+    # one root, one advice: every other training finding points to it, none says "raise"
     for f in monitor.findings:
-        if f.severity in SERIOUS and f.epoch is not None and f.symptom != DIVERGENCE:
-            assert f.evidence["caused_by"] == DIVERGENCE, f
-            assert "raise the learning rate" not in f.advice.lower()
-    assert "Epoch 1: TrainingMonitor found divergence (critical)" in capsys.readouterr().out
+        if f.severity in SERIOUS and f.epoch is not None and f.symptom != root:
+            assert f.evidence["caused_by"] == root, f
+        if f.epoch is not None:
+            assert "raise the learning rate" not in f.advice.lower(), f
+    assert f"Epoch 1: TrainingMonitor found {root} (critical)" in capsys.readouterr().out
 
 
 def test_all_dead_relus_stop_a_run_under_the_default_stop_on(wine):

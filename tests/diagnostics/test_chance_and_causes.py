@@ -94,13 +94,32 @@ def test_a_loss_that_blows_up_within_its_first_steps_is_divergence():
     assert f.step <= 8
 
 
-def test_one_step_ten_thousand_times_the_start_is_divergence_even_if_it_falls_back():
-    step_loss = np.concatenate(([91.0, 2.6e10, 7e5], np.full(STEPS - 3, 2.0)))
+def _steps_record(step_loss, epoch_end=None):
     record = TrainingRecord(["dense"])
-    record.add_steps(np.arange(1, STEPS + 1), loss=step_loss)
-    (f,) = DivergenceDetector()(record)
+    record.add_steps(np.arange(1, len(step_loss) + 1), loss=np.asarray(step_loss, dtype=float))
+    if epoch_end is not None:
+        record.add_epoch(0, {"loss": float(np.mean(step_loss))}, step=epoch_end)
+    return record
+
+
+def test_a_blow_up_the_loss_stays_at_is_divergence():
+    (f,) = DivergenceDetector()(_steps_record([78.0, 2.8e14, 3.7e8, 3.4e7, 3.0e9, 1e9, 2e9, 5e8, 1e9, 3e9]))
     assert (f.severity, f.step) == ("critical", 2)
-    assert f.evidence["ratio_to_start"] > 1e8
+    assert f.evidence["ratio_to_start"] > 1e10
+
+
+def test_a_transient_spike_the_loss_comes_back_from_is_not_divergence():
+    # Adam at lr 1 on a CNN (the suite's tuning half): 1e4x for a step, 100x for three,
+    # then back near the start; what is left is a dead network, not a diverging one.
+    loss = [2.36, 3.19e4, 535.0, 254.0, 294.0, 9.35, 5.64, 4.08, 3.73, 3.5, 3.2, 3.1]
+    assert DivergenceDetector()(_steps_record(loss)) == []
+
+
+def test_a_blow_up_is_pending_mid_epoch_and_decided_at_the_epoch_end():
+    loss = [78.0, 2.8e14, 3.7e8, 3.4e7, 3.0e9]  # 5 steps: too few to confirm mid-epoch
+    assert DivergenceDetector()(_steps_record(loss)) == []
+    (f,) = DivergenceDetector()(_steps_record(loss, epoch_end=5))
+    assert (f.severity, f.step, f.epoch) == ("critical", 2, 1)
 
 
 def test_a_bad_batch_a_few_times_the_start_is_not_divergence():
@@ -196,3 +215,14 @@ def test_advice_quotes_the_rate_in_force_and_the_configured_one_after_a_schedule
     record.learning_rate = [0.1] * 7
     (f,) = StalledTrainingDetector()(record)
     assert "from 0.1 (" in f.advice and "configured" not in f.advice
+
+
+def test_a_validation_loss_far_above_chance_after_a_blow_up_is_divergence():
+    # The training loss of the epoch fell (a spike, then nothing: dead units), but the
+    # weights it ended with are 30x worse than chance on the validation data.
+    step_loss = [82.0, 7.6e14, 4.9e13, 0.0, 0.0]
+    record = _steps_record(step_loss)
+    record.chance_loss, record.loss_name = 1.0, "sparse_categorical_crossentropy"
+    record.add_epoch(0, {"loss": float(np.mean(step_loss)), "val_loss": 33.8}, step=5)
+    (f,) = DivergenceDetector()(record)
+    assert f.severity == "critical" and f.evidence["ratio_to_chance"] > 10

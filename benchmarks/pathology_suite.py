@@ -57,7 +57,11 @@ most severe warning/critical finding without a `caused_by` in its evidence
 Usage:
     python benchmarks/pathology_suite.py --seeds 3 [--half tuning|validation|both]
         [--symptom S|healthy] [--recipe R[,R...]] [--json out.json] [--save-records DIR]
-        [--rediagnose DIR] [--confirm-only] [--coverage] [--jobs N] [-v]
+        [--rediagnose DIR] [--resume] [--from-json F[,F]] [--confirm-only] [--coverage] [--jobs N] [-v]
+
+`--rediagnose DIR` runs the current detectors (`diagnose`, `top_finding`) over the
+records `--save-records DIR` pickled, without training (detection steps are then
+the findings' own steps); `--from-json` prints the tables of saved live runs.
 """
 
 from __future__ import annotations
@@ -144,7 +148,7 @@ def rediagnose(folder: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         with open(path, "rb") as fh:
             saved = pickle.load(fh)
         run = saved["run"]
-        if run["recipe"] not in wanted and run["recipe"] in {r.name for r in RECIPES}:
+        if run["recipe"] not in wanted:  # another selection, or a recipe since replaced
             continue
         if run["seed"] >= args.seeds:
             continue
@@ -172,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rediagnose", help="re-diagnose the records saved in this folder instead of training")
     parser.add_argument("--confirm-only", action="store_true",
                         help="run the oracle alone (no descentkit) and print the label confirmations")
+    parser.add_argument("--from-json", help="print the tables of runs saved by --json (comma-separated files; a later "
+                        "file's run of the same recipe and seed replaces an earlier one's)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --save-records: read back the runs already saved there instead of training them")
     parser.add_argument("--coverage", action="store_true", help="build every recipe (no training), print coverage")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each run as it ends")
@@ -193,6 +201,19 @@ def main(argv: list[str] | None = None) -> int:
                          **describe(recipe.build(0))})
         print(report.coverage(rows))
         return 0
+    if args.from_json:
+        merged: dict[tuple[str, int], dict[str, Any]] = {}
+        for path in args.from_json.split(","):
+            with open(path) as fh:
+                for row in json.load(fh):
+                    merged[(row["recipe"], row["seed"])] = row
+        wanted = {r.name for r in recipes}
+        runs = _order([r for r in merged.values() if r["recipe"] in wanted and r["seed"] < args.seeds])
+        print(report.recipe_table(runs))
+        for half in (TUNING, VALIDATION):
+            print()
+            print(report.half_table(runs, half))
+        return 0
     if args.rediagnose:
         runs = rediagnose(args.rediagnose, args)
         print(report.recipe_table(runs))
@@ -207,7 +228,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_records:
         os.makedirs(args.save_records, exist_ok=True)
     jobs = [(r.name, seed, True, not args.confirm_only, args.save_records) for r in recipes for seed in range(args.seeds)]
-    rows = _order(_run_jobs(jobs, args.jobs, args.verbose))
+    done: list[dict[str, Any]] = []
+    if args.resume and args.save_records and not args.confirm_only:
+        # runs already pickled in the folder are read back, not trained again
+        todo = []
+        for j in jobs:
+            path = os.path.join(args.save_records, f"{j[0]}-{j[1]}.pkl")
+            if os.path.exists(path):
+                with open(path, "rb") as fh:
+                    done.append(pickle.load(fh)["run"])
+            else:
+                todo.append(j)
+        print(f"resuming: {len(done)} runs read from {args.save_records}, {len(todo)} to train", flush=True)
+        jobs = todo
+    rows = _order(done + _run_jobs(jobs, args.jobs, args.verbose))
     elapsed = time.perf_counter() - started
     if args.confirm_only:
         print(report.confirmation_table(rows))

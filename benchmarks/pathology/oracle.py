@@ -112,7 +112,8 @@ def _finite_or_str(value: float) -> Any:
 
 
 def _as_float(value: Any) -> float:
-    return float(value) if not isinstance(value, str) else float(value)
+    """A measurement back as a float ("nan" and "inf" are stored as strings for JSON)."""
+    return float(value)
 
 
 def _watched_layers(model: Any) -> list[tuple[Any, str]]:
@@ -130,19 +131,15 @@ def _watched_layers(model: Any) -> list[tuple[Any, str]]:
     return watched
 
 
-class OracleRecorder:
-    """Built lazily as a `keras.callbacks.Callback` subclass (see `make_recorder`), so this
-    module imports without TensorFlow for the verdicts alone."""
-
-
 def make_recorder(held_x: np.ndarray, held_y: np.ndarray, n_train: int, batch_size: int, loss: str,
                   monitor: Any = None) -> Any:
-    """An `OracleRecorder` callback: see the module docstring. Its `measurements` dict is
-    JSON-ready after `fit`."""
+    """An `OracleRecorder` callback (see the module docstring); its `measurements` dict is
+    JSON-ready after `fit`. The class is made here so that the verdicts alone import
+    without TensorFlow (`--rediagnose`)."""
     import keras
     import tensorflow as tf
 
-    class _OracleRecorder(keras.callbacks.Callback):
+    class OracleRecorder(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
             self.held_x = tf.constant(held_x[:HELD_BATCH])
@@ -244,7 +241,7 @@ def make_recorder(held_x: np.ndarray, held_y: np.ndarray, n_train: int, batch_si
             if self.model.stop_training and self.measurements["stopped_at"] is None:
                 self.measurements["stopped_at"] = self._step()
 
-    return _OracleRecorder()
+    return OracleRecorder()
 
 
 # ---------------------------------------------------------------------------- verdicts

@@ -19,9 +19,11 @@ from descentkit.diagnostics._finding import (
     DIVERGENCE,
     EXPLODING_GRADIENTS,
     OSCILLATING_LOSS,
+    OVERFITTING,
     SATURATED_ACTIVATIONS,
     SEVERITIES,
     STALLED_TRAINING,
+    TRAINING_SYMPTOMS,
     VANISHING_GRADIENTS,
     Finding,
 )
@@ -30,7 +32,9 @@ from descentkit.diagnostics._finding import (
 # up with it, knocks ReLUs off and saturates squashing units, and a run that never
 # recovers looks stalled; dead or saturated units pass back (almost) no gradient, so
 # the first layers' gradients vanish and the loss stops improving; vanishing
-# gradients stall the loss; exploding gradients make the loss swing or stall.
+# gradients stall the loss; exploding gradients make the loss swing or stall; and a
+# loss that swings makes the validation loss rise while the training loss falls in
+# its downswings, which is not overfitting.
 CAUSES: dict[str, tuple[str, ...]] = {
     DIVERGENCE: (
         EXPLODING_GRADIENTS,
@@ -39,11 +43,13 @@ CAUSES: dict[str, tuple[str, ...]] = {
         VANISHING_GRADIENTS,
         OSCILLATING_LOSS,
         STALLED_TRAINING,
+        OVERFITTING,
     ),
-    EXPLODING_GRADIENTS: (OSCILLATING_LOSS, STALLED_TRAINING),
+    EXPLODING_GRADIENTS: (OSCILLATING_LOSS, STALLED_TRAINING, OVERFITTING),
     DEAD_UNITS: (VANISHING_GRADIENTS, STALLED_TRAINING),
     SATURATED_ACTIVATIONS: (VANISHING_GRADIENTS, STALLED_TRAINING),
     VANISHING_GRADIENTS: (STALLED_TRAINING,),
+    OSCILLATING_LOSS: (STALLED_TRAINING, OVERFITTING),
 }
 # Roots first: the order in which a symptom is preferred as the explanation.
 ROOT_ORDER = (
@@ -142,8 +148,10 @@ _LINK_KEYS = ("caused_by", "caused_by_epoch", "caused_by_step", "consequences")
 
 def top_finding(findings: Iterable[Finding]) -> Finding | None:
     """The finding that best explains a run: among the warning and critical findings
-    that no other explains (after `link_causes`), the most severe, then the deepest
-    root (`ROOT_ORDER`), then the earliest. None when there is none.
+    of training symptoms that no other explains (after `link_causes`), the most
+    severe, then the deepest root (`ROOT_ORDER`), then the earliest; a data check
+    (`unnormalized_inputs`, ...) only when training showed nothing. None when there
+    is none.
 
     Example:
         >>> top = top_finding(monitor.findings)
@@ -151,6 +159,10 @@ def top_finding(findings: Iterable[Finding]) -> Finding | None:
     """
     linked = link_causes(findings)
     candidates = [(i, f) for i, f in enumerate(linked) if f.severity in _SERIOUS and "caused_by" not in f.evidence]
+    # A training symptom explains what happened in training; a data check (preflight)
+    # is the answer only when training showed nothing.
+    trained = [(i, f) for i, f in candidates if f.symptom in TRAINING_SYMPTOMS]
+    candidates = trained or candidates
     if not candidates:
         return None
     rank = {s: i for i, s in enumerate(SEVERITIES)}

@@ -54,11 +54,10 @@ CONVERGED_LOSS = 1e-3
 # A run whose best loss is still above 90 % of its start has learned nothing: critical.
 STALL_NEVER_LEARNED_FRACTION = 0.9
 # Judged against the task's chance level (`record.chance_loss`, the loss of the best
-# constant prediction): a loss within 5 % of it, or above it, has learned nothing
-# about the inputs. Three epochs without progress there is enough to call the run
-# hopeless (critical): the model has had hundreds of steps to learn even the output
-# bias, and the chance level is a fixed point it is not leaving.
-STALL_CHANCE_FRACTION = 0.95
+# constant prediction): training and validation losses within 5 % of it, or above it
+# (`AT_CHANCE_FRACTION`), have learned nothing about the inputs. Three epochs there
+# is enough to call the run hopeless (critical): the model has had hundreds of steps
+# to learn even the output bias, and the chance level is a fixed point it is not leaving.
 STALL_AT_CHANCE_EPOCHS = 3
 
 
@@ -163,8 +162,8 @@ class OscillatingLossDetector(Detector):
 class StalledTrainingDetector(Detector):
     """Detects stalled training: no progress in loss, val_loss or accuracy for 5
     epochs while the loss is still above half its starting value (warning), or for
-    3 epochs while the loss sits at the task's chance level (critical: nothing
-    about the inputs was learned).
+    3 epochs with the training and validation losses at the task's chance level
+    (critical: nothing about the inputs was learned).
 
     Converged runs (accuracy 0.99, loss 1e-3) are never stalled, nor are runs whose
     validation metrics still improve.
@@ -197,11 +196,10 @@ class StalledTrainingDetector(Detector):
         chance = chance_level(record)
         n = len(loss)
         has_start = bool(np.isfinite(start) and start > 0)
-        if n <= min(self.epochs, self.chance_epochs) or (not has_start and chance is None):
+        if n < min(self.epochs + 1, self.chance_epochs) or (not has_start and chance is None):
             return []
         progress = Progress(record)
         stuck = not_improving(record, self.epochs, n)
-        stuck_at_chance = not_improving(record, self.chance_epochs, n) if chance is not None else stuck
 
         def verdict(i: int) -> int:
             """0: not stalled; 1: stalled; 2: stalled at the chance level."""
@@ -210,7 +208,8 @@ class StalledTrainingDetector(Detector):
             accuracy = progress.best_accuracy(i)
             if loss[i] <= CONVERGED_LOSS or (accuracy is not None and accuracy >= CONVERGED_ACCURACY):
                 return 0
-            if chance is not None and i >= self.chance_epochs and stuck_at_chance[i] and loss[i] >= STALL_CHANCE_FRACTION * chance:
+            if chance is not None and i >= self.chance_epochs - 1 and progress.at_chance(
+                    slice(i - self.chance_epochs + 1, i + 1)):
                 return 2
             if has_start and i >= self.epochs and stuck[i] and loss[i] > self.max_progress_fraction * start:
                 return 1

@@ -23,10 +23,9 @@ from descentkit.diagnostics._finding import (
 # largest stable SGD rate shrinks about r^2 = 100 times. Raw 0-255 pixels have an
 # RMS near 100; standardized or [0, 1] data at most 1.
 UNNORMALIZED_MAX_RMS = 10.0
-# Non-constant tabular features whose scales (max |x|) differ more than 100x: one
-# learning rate cannot suit both, the small feature is learned ~1e4 times slower
-# (gradient and step both scale with it). max |x| rather than std, so a rare 0/1
-# category (std 0.01, max 1) is not mistaken for a tiny scale.
+# Non-constant tabular features whose scales (RMS; max |x| for two-valued ones)
+# differ more than 100x: one learning rate cannot suit both, the small feature is
+# learned ~1e4 times slower (gradient and step both scale with it).
 UNNORMALIZED_SCALE_RATIO = 100.0
 # A feature whose mean is more than 10 standard deviations from zero, and more
 # than 1 in absolute value, is mostly a constant offset (e.g. years, 2000 +- 5, or
@@ -175,12 +174,17 @@ def _unnormalized(x: Any) -> Finding | None:
         if rms[loudest] > UNNORMALIZED_MAX_RMS:
             problems.append(f"{name} feature {loudest} has RMS {rms[loudest]:.4g} (above {UNNORMALIZED_MAX_RMS:g})")
             found.update(largest_rms_feature=loudest, largest_rms=float(rms[loudest]))
-        big, small = int(index[np.argmax(scale[index])]), int(index[np.argmin(scale[index])])
-        ratio = float(scale[big] / scale[small]) if scale[small] > 0 else float("inf")
+        # A feature's scale: max |x| for a two-valued feature (a rare 0/1 category: std
+        # 0.01, max 1, is not a tiny scale), its RMS otherwise (a standardized feature
+        # that is rarely far from 0, like a border pixel, has a max of 90 and an RMS of 1).
+        two_valued = np.array([len(np.unique(flat[:, j])) <= 2 for j in range(flat.shape[1])])
+        size = np.where(two_valued, scale, rms)
+        big, small = int(index[np.argmax(size[index])]), int(index[np.argmin(size[index])])
+        ratio = float(size[big] / size[small]) if size[small] > 0 else float("inf")
         if ratio > UNNORMALIZED_SCALE_RATIO:
             problems.append(
-                f"{name} feature scales differ {ratio:.3g}x (max |x| {scale[big]:.4g} in feature {big}, "
-                f"{scale[small]:.4g} in feature {small})"
+                f"{name} feature scales differ {ratio:.3g}x ({size[big]:.4g} in feature {big}, "
+                f"{size[small]:.4g} in feature {small})"
             )
             found.update(scale_ratio=ratio, largest_scale_feature=big, smallest_scale_feature=small)
         offset = varying & (np.abs(mean) > UNNORMALIZED_MIN_OFFSET) & (np.abs(mean) > UNNORMALIZED_OFFSET_RATIO * std)

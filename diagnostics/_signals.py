@@ -23,6 +23,9 @@ MIN_RELATIVE_IMPROVEMENT = 0.01
 # Accuracy must gain half a percentage point to count as progress: one sample in
 # 200, about the resolution of the small validation sets descentkit's studies use.
 MIN_ACCURACY_IMPROVEMENT = 0.005
+# A loss within 5 % of the chance level (or above it) has learned nothing beyond the
+# label frequencies: 5 % is about the noise of a small validation set's loss there.
+AT_CHANCE_FRACTION = 0.95
 # Within the first epoch (no epoch history yet) progress is judged on step losses:
 # the median of the last quarter of the epoch's steps against the first quarter's,
 # and only with at least this many recorded steps (fewer medians are too noisy).
@@ -171,16 +174,39 @@ def _gained(values: np.ndarray, before: slice, after: slice, *, higher_is_better
     return bool(reference - new.min() >= MIN_RELATIVE_IMPROVEMENT * abs(reference))
 
 
+_CROSS_ENTROPIES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy")
+
+
+def is_cross_entropy(record: TrainingRecord) -> bool:
+    """Whether the record's loss is a cross-entropy (`record.loss_name`, set by the monitors)."""
+    name = getattr(record, "loss_name", None)
+    return bool(name) and name.lower() in _CROSS_ENTROPIES
+
+
+def chance_level(record: TrainingRecord) -> float | None:
+    """`record.chance_loss` when it is a usable positive number, else None."""
+    chance = getattr(record, "chance_loss", None)
+    if chance is None or not np.isfinite(chance) or chance <= 0:
+        return None
+    return float(chance)
+
+
 class Progress:
     """Whether a run still makes progress, epoch by epoch (read once from a record).
 
     Progress on any outcome counts: the training loss, val_loss (1 % relative) or
     any accuracy (0.5 points), best of the judged window against best before it.
+    With a known chance level, a window whose losses all stay at or above it
+    (within `AT_CHANCE_FRACTION`) is no progress whatever else moved: a loss
+    falling toward the chance level, or an accuracy wobbling around it, is the
+    output bias learning the label frequencies, not the network learning the task.
     """
 
     def __init__(self, record: TrainingRecord) -> None:
         self.loss = training_loss(record)
         self.val_loss = record.series("val_loss")
+        chance = chance_level(record)
+        self.chance = np.nan if chance is None else chance
         self.accuracies = {k: record.series(k) for k in _accuracy_keys(record)}
         segments = epoch_segments(record)
         self._first_epoch_losses = finite(record.step_loss[segments[0]] if segments else record.step_loss)
@@ -188,7 +214,18 @@ class Progress:
     def inputs(self) -> list[np.ndarray]:
         """Every series a verdict reads, for `memoized` (accuracies in a fixed order)."""
         accuracies = [self.accuracies[k] for k in sorted(self.accuracies)]
-        return [self.loss, self.val_loss, self._first_epoch_losses, np.array([len(accuracies)]), *accuracies]
+        return [self.loss, self.val_loss, self._first_epoch_losses, np.array([len(accuracies), self.chance]),
+                *accuracies]
+
+    def at_chance(self, window: slice) -> bool:
+        """Whether every loss (training, and validation where logged) in `window` is at
+        or above the chance level."""
+        if not np.isfinite(self.chance):
+            return False
+        floor = AT_CHANCE_FRACTION * self.chance
+        train = finite(self.loss[window])
+        val = finite(self.val_loss[window]) if len(self.val_loss) else np.zeros(0)
+        return bool(len(train) and (train >= floor).all() and (val >= floor).all())
 
     def improving(self, index: int, window: int) -> bool:
         """Whether training made progress in the `window` epochs up to epoch `index`.
@@ -206,6 +243,8 @@ class Progress:
             return bool(first - last >= MIN_RELATIVE_IMPROVEMENT * abs(first))
         split = max(1, index - window + 1)
         before, after = slice(0, split), slice(split, index + 1)
+        if self.at_chance(after):
+            return False
         verdicts = [
             _gained(self.loss, before, after, higher_is_better=False),
             _gained(self.val_loss, before, after, higher_is_better=False),
@@ -219,23 +258,6 @@ class Progress:
         best = [finite(acc[: index + 1]) for acc in self.accuracies.values()]
         best = [b.max() for b in best if len(b)]
         return float(max(best)) if best else None
-
-
-_CROSS_ENTROPIES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy")
-
-
-def is_cross_entropy(record: TrainingRecord) -> bool:
-    """Whether the record's loss is a cross-entropy (`record.loss_name`, set by the monitors)."""
-    name = getattr(record, "loss_name", None)
-    return bool(name) and name.lower() in _CROSS_ENTROPIES
-
-
-def chance_level(record: TrainingRecord) -> float | None:
-    """`record.chance_loss` when it is a usable positive number, else None."""
-    chance = getattr(record, "chance_loss", None)
-    if chance is None or not np.isfinite(chance) or chance <= 0:
-        return None
-    return float(chance)
 
 
 def start_loss(record: TrainingRecord) -> float:

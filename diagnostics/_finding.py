@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# The public symptom names (shared/DESIGN.md, "Public contracts"). They appear in
+# The public symptom names (a public contract). They appear in
 # findings, Optuna user attributes and MLflow tags: change them only on purpose.
 DIVERGENCE = "divergence"
 EXPLODING_GRADIENTS = "exploding_gradients"

@@ -2,7 +2,7 @@
 
 Gradient sizes alone raise false alarms: healthy deep tanh nets reach 0.87
 validation accuracy with a first/last-layer gradient ratio of 150-350 (measured
-here, shared/DESIGN.md). So both detectors fire only while the loss and the
+here). So both detectors fire only while the loss and the
 accuracies have stopped improving.
 """
 
@@ -49,23 +49,24 @@ VANISHING_GRADIENT_RATIO = 1e-4
 # 1e-6 the first layer needs 1,000 steps to move its weights by 0.1 %, i.e. it is frozen.
 VANISHING_UPDATE_RATIO = 1e-6
 # ...and 100x below the last layer's: a learning rate of 1e-6 makes every layer's
-# updates tiny (measured on the suite's tuning half: a digits MLP at SGD 1e-6 and a
-# Fashion CNN at Adam 1e-7, both stalled, read as vanishing without this).
+# updates tiny, and that is stalled training (runs of the tuning half of
+# benchmarks/pathology_suite.py at rates of 1e-6 and 1e-7 read as vanishing without this).
 VANISHING_RELATIVE_UPDATE = 1e-2
 # The outcome is judged over the last 3 epochs: long enough that one noisy epoch
 # neither clears nor condemns a run, short enough to prune a hopeless trial early.
 GRADIENT_OUTCOME_WINDOW = 3
 # Within an epoch, growth is also judged step by step: a learning rate a little too
-# high takes the gradient norm from its start to inf within one epoch (measured on a
-# digits 8x64 ReLU net at lr 0.3: 1.5 -> inf in 50 steps), long before an epoch
+# high takes the gradient norm from its start to inf within one epoch (measured on an
+# 8-layer ReLU MLP: 1.5 -> inf in 50 steps), long before an epoch
 # median could show it. Step norms are smoothed by a running median of 5 steps (as
 # the divergence detector smooths the loss): one or two outlier batches never count.
 EXPLODING_SUSTAIN_STEPS = 5
 # A single step can explode too: its gradient norm `EXPLODING_GROWTH` times the median
 # of the first (up to 5) steps' while the loss jumps 10x with it. The loss jump keeps
 # a healthy run's rare large gradient (a hard batch) out: no batch is 10x harder than
-# the one before it. Fitted on the suite's tuning half: full-batch RMSprop at 0.3 on
-# diabetes (gradient 3.2 -> 1412, loss 1.43 -> 3107, then back to 3.9).
+# the one before it. Fitted on the tuning half of benchmarks/pathology_suite.py:
+# full-batch adaptive steps too large for the curvature spike the gradient 400x and
+# the loss 2,000x for one step, then come back.
 EXPLODING_SPIKE_EARLY_STEPS = 5
 EXPLODING_SPIKE_LOSS_JUMP = 10.0
 # ...and gated on the step loss: not improving means the best smoothed loss of the

@@ -35,18 +35,18 @@ OSCILLATION_MIN_SIGN_CHANGES = 3
 OSCILLATION_MIN_AMPLITUDE = 0.1
 # ...and of at least 5 % of the starting loss: once a run has cut its loss 20x, swings
 # of 10 % of what is left are minibatch and momentum noise, not overshooting (a
-# healthy 12-layer tanh net on digits zig-zagged by 27 % of a 0.1 epoch loss, 1.2 %
-# of its 2.3 start, while its validation accuracy kept rising; overshooting SGD in
-# benchmarks/pathology_suite.py swings by 20 % or more of its start).
+# healthy deep tanh net zig-zagged by 27 % of a 0.1 epoch loss, 1.2 % of its 2.3
+# start, while its validation accuracy kept rising; overshooting SGD swings by 20 %
+# or more of its start).
 OSCILLATION_MIN_AMPLITUDE_OF_START = 0.05
 
 # Stalled: no progress (1 % on the loss, 0.5 points of accuracy, see _signals) over
-# 5 epochs, the brief's window: long enough that a slow but steady run (1 %/epoch)
+# 5 epochs: long enough that a slow but steady run (1 %/epoch)
 # is never flagged.
 STALL_EPOCHS = 5
 # ...while the loss is still above half its starting value: trained classifiers
 # divide their cross-entropy by far more than 2 (ln 10 = 2.3 down to 0.3 or less on
-# digits/fashion), so a run stuck above half its start has not learned much.
+# 10-class image data), so a run stuck above half its start has not learned much.
 STALL_MAX_PROGRESS_FRACTION = 0.5
 # Runs that reached this accuracy or this loss have converged and are never stalled.
 CONVERGED_ACCURACY = 0.99

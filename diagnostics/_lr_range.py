@@ -22,7 +22,7 @@ SMOOTHING_FRACTION = 0.05
 MIN_SMOOTHING_STEPS = 5
 # Diverged: the smoothed loss climbs past 4x its best (fastai's `lr_find` stop rule),
 # or, once it had fallen 10 % below its start, back above its start (worse than the
-# untrained model: a ReLU net on digits whose units die at rates above 1 settles at
+# untrained model: a ReLU net whose units die at rates above 1 settles at
 # chance-level cross-entropy, 1.5x its best, and never reaches 4x), or any loss is
 # non-finite.
 DIVERGENCE_FACTOR = 4.0

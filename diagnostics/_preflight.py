@@ -23,9 +23,10 @@ from descentkit.diagnostics._finding import (
 # largest stable SGD rate shrinks about r^2 = 100 times. Raw 0-255 pixels have an
 # RMS near 100; standardized or [0, 1] data at most 1.
 UNNORMALIZED_MAX_RMS = 10.0
-# Non-constant tabular features whose scales (RMS; max |x| for two-valued ones)
-# differ more than 100x: one learning rate cannot suit both, the small feature is
-# learned ~1e4 times slower (gradient and step both scale with it).
+# Non-constant tabular features whose scales (RMS) differ more than 100x: one
+# learning rate cannot suit both, the small feature is learned ~1e4 times slower
+# (gradient and step both scale with it). A 0/1 category is a small scale only when
+# it is rarer than 1 in 10,000 (RMS 0.01), and then constant in any probe sample.
 UNNORMALIZED_SCALE_RATIO = 100.0
 # A feature whose mean is more than 10 standard deviations from zero, and more
 # than 1 in absolute value, is mostly a constant offset (e.g. years, 2000 +- 5, or
@@ -174,11 +175,10 @@ def _unnormalized(x: Any) -> Finding | None:
         if rms[loudest] > UNNORMALIZED_MAX_RMS:
             problems.append(f"{name} feature {loudest} has RMS {rms[loudest]:.4g} (above {UNNORMALIZED_MAX_RMS:g})")
             found.update(largest_rms_feature=loudest, largest_rms=float(rms[loudest]))
-        # A feature's scale: max |x| for a two-valued feature (a rare 0/1 category: std
-        # 0.01, max 1, is not a tiny scale), its RMS otherwise (a standardized feature
-        # that is rarely far from 0, like a border pixel, has a max of 90 and an RMS of 1).
-        two_valued = np.array([len(np.unique(flat[:, j])) <= 2 for j in range(flat.shape[1])])
-        size = np.where(two_valued, scale, rms)
+        # A feature's scale is its RMS, not its max |x|: a standardized feature that is
+        # rarely far from 0 (a border pixel, z-scored on the training set) reaches 90 on
+        # one sample and has an RMS of 1, like the others.
+        size = rms
         big, small = int(index[np.argmax(size[index])]), int(index[np.argmin(size[index])])
         ratio = float(size[big] / size[small]) if size[small] > 0 else float("inf")
         if ratio > UNNORMALIZED_SCALE_RATIO:

@@ -140,3 +140,11 @@ def test_standardized_features_that_are_rarely_nonzero_are_not_a_scale_mismatch(
     x[:3, 0] = 1.0
     x[:, 0] = (x[:, 0] - x[:, 0].mean()) / x[:, 0].std()
     assert [f for f in preflight_checks(x) if f.symptom == "unnormalized_inputs"] == []
+
+
+def test_a_standardized_pixel_with_one_far_outlier_is_not_a_scale_mismatch():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(256, 10))
+    x[:, 3] = -0.03
+    x[7, 3] = 88.6  # z-scored on the training set, where it was almost never inked
+    assert [f for f in preflight_checks(x) if f.symptom == "unnormalized_inputs"] == []

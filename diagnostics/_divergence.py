@@ -273,7 +273,9 @@ class DivergenceDetector(Detector):
         if recorded.sum() >= 2:
             where = steps[recorded]
             loss = step_loss[recorded]
-            window = min(self.sustain_steps, len(loss))
+            # Full-batch steps have no minibatch noise to smooth: the window is at most
+            # the steps of an epoch (1 for full-batch training).
+            window = min(self.sustain_steps, len(loss), _steps_per_epoch(record) or self.sustain_steps)
             start = float(np.median(loss[:window]))
             chance = chance_level(record)
             # The first window may hold the blow-up already: the start is then the
@@ -286,7 +288,7 @@ class DivergenceDetector(Detector):
                 start = float(loss[0])
             complete = _epoch_complete(record, where)
             findings = self._spike(record, loss, where, start, complete)
-            if len(loss) <= self.sustain_steps:
+            if len(loss) <= window:
                 return findings
         else:  # epoch losses: an epoch mean is already sustained over many steps
             loss = training_loss(record)[: limit_epoch if limit_epoch is not None else None]
@@ -395,6 +397,14 @@ class DivergenceDetector(Detector):
                 )
             ]
         return []
+
+
+def _steps_per_epoch(record: TrainingRecord) -> int | None:
+    """The median number of optimizer steps per completed epoch, if known."""
+    ends = np.asarray([e for e in record.epoch_end_step if e is not None], dtype=np.float64)
+    if not len(ends):
+        return None
+    return max(1, int(np.median(np.diff(np.concatenate(([0.0], ends))))))
 
 
 def _epoch_complete(record: TrainingRecord, where: np.ndarray) -> bool:

@@ -192,7 +192,7 @@ class ExplodingGradientsDetector(Detector):
             growth = float(norms[i] / early)
             return Finding(
                 symptom=EXPLODING_GRADIENTS,
-                severity="critical" if growth >= self.critical_growth else "warning",
+                severity="warning",  # one step, come back from: critical is for growth that lasts
                 epoch=epoch_number(record, index),
                 step=step,
                 message=(

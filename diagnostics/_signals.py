@@ -26,6 +26,9 @@ MIN_ACCURACY_IMPROVEMENT = 0.005
 # A loss within 5 % of the chance level (or above it) has learned nothing beyond the
 # label frequencies: 5 % is about the noise of a small validation set's loss there.
 AT_CHANCE_FRACTION = 0.95
+# ...up to 3x it (the divergence detector's critical rise): a loss further above chance
+# than that is blowing up, not stalling.
+AT_CHANCE_CEILING = 3.0
 # Within the first epoch (no epoch history yet) progress is judged on step losses:
 # the median of the last quarter of the epoch's steps against the first quarter's,
 # and only with at least this many recorded steps (fewer medians are too noisy).
@@ -219,13 +222,13 @@ class Progress:
 
     def at_chance(self, window: slice) -> bool:
         """Whether every loss (training, and validation where logged) in `window` is at
-        or above the chance level."""
+        the chance level or above it (training losses up to `AT_CHANCE_CEILING` times it)."""
         if not np.isfinite(self.chance):
             return False
-        floor = AT_CHANCE_FRACTION * self.chance
+        floor, ceiling = AT_CHANCE_FRACTION * self.chance, AT_CHANCE_CEILING * self.chance
         train = finite(self.loss[window])
         val = finite(self.val_loss[window]) if len(self.val_loss) else np.zeros(0)
-        return bool(len(train) and (train >= floor).all() and (val >= floor).all())
+        return bool(len(train) and ((train >= floor) & (train <= ceiling)).all() and (val >= floor).all())
 
     def improving(self, index: int, window: int) -> bool:
         """Whether training made progress in the `window` epochs up to epoch `index`.

@@ -284,3 +284,15 @@ def test_a_loss_falling_toward_chance_is_not_progress():
                      accuracy=[0.09, 0.10, 0.09, 0.095])
     (f,) = StalledTrainingDetector()(record)
     assert f.severity == "critical" and f.epoch == 1
+
+
+def test_a_full_batch_loss_that_climbs_for_good_is_divergence_not_a_stall():
+    # one step per epoch: no minibatch noise to smooth over
+    record = TrainingRecord(["dense", "dense_1"])
+    record.chance_loss, record.loss_name = 0.95, "mse"
+    for e, value in enumerate([1.43, 139.8, 346.5]):
+        record.add_steps([e + 1], loss=[value], grad_norm=[3.2 * (e * 50 + 1)])
+        record.add_epoch(e, {"loss": value, "val_loss": value}, step=e + 1)
+    findings = diagnose(record)
+    assert top_finding(findings).symptom == DIVERGENCE
+    assert STALLED_TRAINING not in {f.symptom for f in findings if "caused_by" not in f.evidence}

@@ -63,11 +63,11 @@ def test_one_parent_and_one_nested_child_per_trial(logged_sweep):
         assert run.info.status == status[states[number]]
         assert run.data.params["learning_rate"] == str(trial.params["learning_rate"])
         assert run.data.params["schedule"] == "constant", "fixed search-space values are params too"
-        assert math.isclose(run.data.metrics["param.learning_rate"], trial.params["learning_rate"])
+        assert math.isclose(run.data.metrics["param/learning_rate"], trial.params["learning_rate"])
         if states[number] == "COMPLETE":
             history = client.get_metric_history(run.info.run_id, "val_accuracy")
-            assert [m.step for m in history] == [0, 1, 2]
-            assert math.isclose(run.data.metrics["objective"], trial.value)
+            assert [m.step for m in history] == [1, 2, 3], "step = the epoch as Keras counts it"
+            assert math.isclose(run.data.metrics["trial/objective"], trial.value)
         if states[number] == "FAIL":
             assert run.data.tags["descentkit.error_type"] == "ValueError"
 
@@ -86,6 +86,35 @@ def test_one_parent_and_one_nested_child_per_trial(logged_sweep):
     assert tracker.not_logged == []
 
 
+def test_the_ui_gets_a_training_experiment_an_optimization_history_and_gradient_health(logged_sweep):
+    study, _, tracking_uri = logged_sweep
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("small-sweep")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "else the UI opens on GenAI traces"
+
+    parent = _runs(client, "small-sweep", "tags.`descentkit.role` = 'parent'")[0]
+    complete = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.number)
+    values = client.get_metric_history(parent.info.run_id, "trial_objective")
+    assert [(m.step, m.value) for m in values] == [(t.number, pytest.approx(t.value)) for t in complete]
+    best = {m.step: m.value for m in client.get_metric_history(parent.info.run_id, "best_value")}
+    for t in complete:
+        assert best[t.number] == pytest.approx(max(c.value for c in complete if c.number <= t.number))
+    assert not [k for k in parent.data.metrics if k.startswith("best.")], "no flat best-param lines in the charts"
+
+    children = {int(r.data.tags["descentkit.trial"]): r for r in _runs(client, "small-sweep", "tags.`descentkit.role` = 'trial'")}
+    healthy = children[complete[-1].number]
+    for key in ("grad_norm/median", "grad_norm/max", "grad_norm/first_last_ratio", "dead_fraction/max"):
+        assert [m.step for m in client.get_metric_history(healthy.info.run_id, key)] == [1, 2, 3], key
+    sampled = client.get_metric_history(healthy.info.run_id, "update_ratio/max")  # at most every 8th step
+    assert sampled and {m.step for m in sampled} <= {1, 2, 3}
+    one_value = {k for k in healthy.data.metrics if client.get_metric_history(healthy.info.run_id, k)[0].step == 0}
+    assert one_value and all(k.startswith(("trial/", "param/")) for k in one_value), "apart from the curves"
+    diverged = [n for n, r in children.items() if r.data.tags.get("descentkit.prune_reason") == "divergence"]
+    for number, run in children.items():
+        has_figure = "diagnostics.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert has_figure == (number in diverged or bool(study.trials[number].user_attrs.get("symptoms"))), number
+
+
 def test_filters_find_diverged_trials_and_learning_rate_ranges(logged_sweep):
     study, _, tracking_uri = logged_sweep
     client = MlflowClient(tracking_uri)
@@ -101,12 +130,12 @@ def test_filters_find_diverged_trials_and_learning_rate_ranges(logged_sweep):
     artifact = client.download_artifacts(diverged[0].info.run_id, "findings.json")
     assert json.loads(open(artifact).read())[0]["symptom"] == "divergence"
 
-    fast = _runs(client, "small-sweep", 'metrics."param.learning_rate" > 0.1')
+    fast = _runs(client, "small-sweep", 'metrics."param/learning_rate" > 0.1')
     assert {int(r.data.tags["descentkit.trial"]) for r in fast} == {
         t.number for t in study.trials if t.state.is_finished() and t.params.get("learning_rate", 0) > 0.1}
 
-    best = _runs(client, "small-sweep", 'tags."descentkit.state" = "COMPLETE" and metrics."param.learning_rate" > 0.01',
-                 order_by=["metrics.objective DESC"])[0]
+    best = _runs(client, "small-sweep", 'tags."descentkit.state" = "COMPLETE" and metrics."param/learning_rate" > 0.01',
+                 order_by=["metrics.`trial/objective` DESC"])[0]
     complete = [t for t in study.trials if t.state.name == "COMPLETE" and t.params["learning_rate"] > 0.01]
     assert int(best.data.tags["descentkit.trial"]) == max(complete, key=lambda t: t.value).number
 
@@ -206,7 +235,7 @@ def test_real_sweep_trials_relog_with_their_history(tracking_uri, tmp_path, no_s
     for run in children:
         assert run.data.params["batch_size"] == "32"
         assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 1
-        assert run.data.metrics["epochs_trained"] == 1
+        assert run.data.metrics["trial/epochs_trained"] == 1
     # the first trial was the range test's choice, and says so; the sampler proposed the second
     proposed = {run.data.tags["descentkit.trial"]: run.data.tags.get("descentkit.first_trial") for run in children}
     assert proposed == {"0": "range_test", "1": None}

@@ -178,7 +178,23 @@ def test_unreachable_server_costs_no_trial_and_relog_catches_up(tracking_uri, de
     assert relog_command("small-sweep", storage, tracking_uri) == []
 
 
-def test_sweep_logged_to_a_real_mlflow_server(mlflow_server, small_sweep, monkeypatch, tmp_path):
+def _rest(server: str, endpoint: str, body: dict | None = None, **query) -> dict:
+    """One call of MLflow's REST API, as the UI makes it (GET with a query, or POST with JSON)."""
+    import urllib.parse
+    import urllib.request
+
+    url = f"{server}/api/2.0/mlflow/{endpoint}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_a_sweep_on_a_real_mlflow_server_reads_in_the_ui(mlflow_server, small_sweep, monkeypatch, tmp_path):
+    """What MLflow's UI fetches, through the REST API of a real `mlflow server`: the experiment's
+    kind, one parent with a child per trial, the children's curves and a pathological child's figure."""
+    import urllib.request
+
     from descentkit.tuner import report
 
     monkeypatch.chdir(tmp_path)
@@ -189,15 +205,42 @@ def test_sweep_logged_to_a_real_mlflow_server(mlflow_server, small_sweep, monkey
     small_sweep.run(study, 6, callbacks=[tracker])
     tracker.finish(study)
     assert tracker.not_logged == []
-    client = MlflowClient(mlflow_server)
-    children = _runs(client, "server-sweep", "tags.`descentkit.role` = 'trial'")
-    assert sorted(int(r.data.tags["descentkit.trial"]) for r in children) == _finished(study)
-    diverged = _runs(client, "server-sweep", 'tags."descentkit.symptom.divergence" = "critical"')
-    for run in diverged:  # NaN losses survive the REST round trip
-        losses = [m.value for m in client.get_metric_history(run.info.run_id, "loss")]
-        assert math.isnan(losses[-1])
-    parent = _runs(client, "server-sweep", "tags.`descentkit.role` = 'parent'")[0]
-    assert "plots" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+    experiment = _rest(mlflow_server, "experiments/get-by-name", experiment_name="server-sweep")["experiment"]
+    tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
+    assert tags["mlflow.experimentKind"] == "custom_model_development", "the UI opens on runs, not GenAI traces"
+
+    def search(filter_string: str) -> list[dict]:
+        body = {"experiment_ids": [experiment["experiment_id"]], "filter": filter_string, "max_results": 1000}
+        runs = _rest(mlflow_server, "runs/search", body).get("runs", [])
+        return [{**run, "tags": {t["key"]: t["value"] for t in run["data"].get("tags", [])}} for run in runs]
+
+    parents = search("tags.`descentkit.role` = 'parent'")
+    assert len(parents) == 1 and parents[0]["info"]["status"] == "FINISHED"
+    parent_id = parents[0]["info"]["run_id"]
+    children = search("tags.`descentkit.role` = 'trial'")
+    assert sorted(int(r["tags"]["descentkit.trial"]) for r in children) == _finished(study)
+    assert {r["tags"]["mlflow.parentRunId"] for r in children} == {parent_id}, "nested under the one parent"
+    history = _rest(mlflow_server, "metrics/get-history", run_id=parent_id, metric_key="best_value")["metrics"]
+    assert len(history) >= 2, "the parent charts the best value against trial number"
+
+    states = {t.number: t.state.name for t in study.trials}
+    for run in children:
+        run_id, number = run["info"]["run_id"], int(run["tags"]["descentkit.trial"])
+        if states[number] == "COMPLETE":
+            for key in ("val_accuracy", "grad_norm/median"):
+                curve = _rest(mlflow_server, "metrics/get-history", run_id=run_id, metric_key=key)["metrics"]
+                assert sorted(int(m.get("step", 0)) for m in curve) == [1, 2, 3], key
+        if run["tags"].get("descentkit.symptom.divergence") == "critical":
+            losses = _rest(mlflow_server, "metrics/get-history", run_id=run_id, metric_key="loss")["metrics"]
+            assert math.isnan(float(losses[-1]["value"])), "NaN losses survive the REST round trip"
+            with urllib.request.urlopen(f"{mlflow_server}/get-artifact?path=diagnostics.png&run_uuid={run_id}",
+                                        timeout=30) as response:  # the UI's artifact view fetches this
+                assert response.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert any(r["tags"].get("descentkit.symptom.divergence") for r in children), "the small sweep diverges"
+    line = tracker.location_text(study)
+    assert f"to {mlflow_server}, experiment 'server-sweep', parent run {parent_id}" in line
+    assert f"open {mlflow_server}/#/experiments/{experiment['experiment_id']}/runs/{parent_id}" in line
     assert relog_study(study, mlflow_server) == []
 
 

@@ -48,7 +48,8 @@ def epoch_health(record: TrainingRecord | None) -> dict[str, Any]:
     """The record's gradient health per epoch, as JSON-ready lists (one entry per epoch).
 
     Keys: `layers`; `step` (optimizer step at each epoch's end), `learning_rate`,
-    `grad_norm_median`, `grad_norm_max` (global norm over the epoch's steps);
+    `grad_norm_median`, `grad_norm_max` (global norm over the epoch's steps),
+    `nonfinite_steps` (steps whose gradient had a non-finite value);
     `layer_grad_norm` and `update_ratio` (per epoch, one median per layer);
     `dead_fraction` and `saturated_fraction` ({layer: per-epoch values}, only the
     layers measured). Not measured: None.
@@ -60,9 +61,10 @@ def epoch_health(record: TrainingRecord | None) -> dict[str, Any]:
     if record is None or record.n_epochs == 0:
         return {}
     segments = epoch_segments(record)
-    medians, maxima, layer_norms, ratios = [], [], [], []
+    medians, maxima, layer_norms, ratios, nonfinite = [], [], [], [], []
     n_layers = len(record.layer_names)
     for segment in segments:
+        nonfinite.append(int(np.sum(np.nan_to_num(record.nonfinite[segment]) > 0)))
         norms = record.grad_norm[segment]
         medians.append(_round(_reduce(norms, np.median)))
         maxima.append(_round(_reduce(norms, np.max)))
@@ -74,6 +76,7 @@ def epoch_health(record: TrainingRecord | None) -> dict[str, Any]:
         "learning_rate": [_round(v) for v in record.learning_rate],
         "grad_norm_median": medians,
         "grad_norm_max": maxima,
+        "nonfinite_steps": nonfinite,
         "layer_grad_norm": layer_norms,
         "update_ratio": ratios,
         "dead_fraction": {k: [_round(v) for v in series] for k, series in record.dead_fraction.items()},
@@ -89,7 +92,8 @@ def extend_health(earlier: Mapping[str, Any] | None, later: Mapping[str, Any] | 
         return dict(earlier)
     n_before = len(earlier.get("step", []))
     out: dict[str, Any] = {"layers": list(later.get("layers") or earlier.get("layers") or [])}
-    for key in ("step", "learning_rate", "grad_norm_median", "grad_norm_max", "layer_grad_norm", "update_ratio"):
+    for key in ("step", "learning_rate", "grad_norm_median", "grad_norm_max", "nonfinite_steps", "layer_grad_norm",
+                "update_ratio"):
         out[key] = list(earlier.get(key, [])) + list(later.get(key, []))
     for key in ("dead_fraction", "saturated_fraction"):
         first, second = earlier.get(key) or {}, later.get(key) or {}
@@ -155,8 +159,10 @@ def health_record(history: Mapping[str, Sequence[Any]], health: Mapping[str, Any
             return np.array([[np.nan if v is None else float(v) for v in (table[i] if i < len(table) else [None] * width)]
                              for i in known], dtype=np.float64).reshape(len(known), width)
 
+        nonfinite = health.get("nonfinite_steps") or []
         record.add_steps([steps[i] for i in known], grad_norm=_numbers([health["grad_norm_median"][i] for i in known]),
-                         layer_grad_norms=rows("layer_grad_norm"), update_ratio=rows("update_ratio"))
+                         layer_grad_norms=rows("layer_grad_norm"), update_ratio=rows("update_ratio"),
+                         nonfinite=_numbers([nonfinite[i] if i < len(nonfinite) else None for i in known]))
     rates = health.get("learning_rate") or []
     for i in range(n):
         logs = {k: (np.nan if v[i] is None else v[i]) for k, v in history.items() if i < len(v)}

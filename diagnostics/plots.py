@@ -28,7 +28,7 @@ MAX_LAYERS_DRAWN = 12  # beyond this a legend is unreadable: the first and last 
 SPARSE_POINTS = 50
 MAX_FINDINGS_LISTED = 8
 FINDING_TEXT_WIDTH = 220  # characters of a finding kept in the list (the rest is in findings.json)
-FINDING_WRAP = 110
+FINDING_WRAP = 95
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
@@ -146,7 +146,10 @@ def plot_training(record: TrainingRecord, findings: Sequence[Finding] = (), titl
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 10.5), layout="constrained")
+    # Fixed margins: a constrained layout draws the figure once more to measure it (a
+    # third of the time to render this one).
+    fig = Figure(figsize=(12, 10.5))
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.05, top=0.93, hspace=0.38, wspace=0.16)
     (ax_loss, ax_lr), (ax_grad, ax_ratio), (ax_units, ax_text) = fig.subplots(3, 2)
     epochs = np.arange(1, record.n_epochs + 1)
 
@@ -164,7 +167,6 @@ def plot_training(record: TrainingRecord, findings: Sequence[Finding] = (), titl
                 ax_loss.axvspan(e + 0.5, e + 1.5, color="tab:red", alpha=0.15)
         if not drawn:
             ax_loss.text(0.5, 0.5, "no finite loss", ha="center", va="center", transform=ax_loss.transAxes, color="tab:red")
-        ax_loss.set_xlim(0.5, max(record.n_epochs, 1) + 0.5)
     else:
         _empty(ax_loss, "no losses recorded")
     numbered = _mark_findings(ax_loss, findings)
@@ -183,16 +185,21 @@ def plot_training(record: TrainingRecord, findings: Sequence[Finding] = (), titl
         drawn_grad |= _draw(ax_grad, steps, _positive(record.layer_grad_norms[:, i]), linewidth=0.8,
                             label=record.layer_names[i])
     drawn_grad |= _draw(ax_grad, steps, _positive(record.grad_norm), color="black", linewidth=1.2, label="global")
-    overflow = np.isinf(record.grad_norm)
-    if overflow.any():  # an infinite norm has no place on a log axis: marked along the top
-        ax_grad.scatter(steps[overflow], np.ones(int(overflow.sum())), transform=ax_grad.get_xaxis_transform(),
-                        marker="x", color="tab:red", s=20, clip_on=False, label="non-finite")
-        drawn_grad = True
+    # A non-finite gradient has no place on a log axis: its steps are shaded instead.
+    overflow = np.isinf(record.grad_norm) | (np.nan_to_num(record.nonfinite) > 0)
     if drawn_grad:
         ax_grad.set_yscale("log")
-        ax_grad.legend(fontsize=7, ncol=2, loc="upper right")
-    else:
+    elif not overflow.any():
         _empty(ax_grad, "no gradient norms recorded")
+    if overflow.any():
+        ax_grad.vlines(steps[overflow], 0, 1, transform=ax_grad.get_xaxis_transform(), color="tab:red", alpha=0.35,
+                       linewidth=2, label="non-finite gradient")
+        if not drawn_grad:
+            ax_grad.text(0.5, 0.5, "no finite gradient norm", ha="center", va="center", transform=ax_grad.transAxes,
+                         color="tab:red")
+            ax_grad.set_yticks([])
+    if drawn_grad or overflow.any():
+        ax_grad.legend(fontsize=7, ncol=2, loc="upper right")
     ax_grad.set(title="Gradient L2 norm per layer", xlabel="optimizer step")
 
     drawn_ratio = False
@@ -219,6 +226,11 @@ def plot_training(record: TrainingRecord, findings: Sequence[Finding] = (), titl
         _empty(ax_units, "no activations probed (give probe_data)")
     ax_units.set(title="Dead (solid) and saturated (dashed) units per layer", xlabel="epoch")
 
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax_loss, ax_lr, ax_units):  # epochs are whole numbers, from 1
+        ax.set_xlim(0.5, max(record.n_epochs, 1) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     _list_findings(ax_text, numbered)
     if title:
         fig.suptitle(title)

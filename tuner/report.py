@@ -252,10 +252,17 @@ def trial_numbers(numbers: list[int], limit: int = 20) -> str:
 
 
 # ---------------------------------------------------------------- plots
-def _figure(title: str, size: tuple[float, float] = (7, 4.5)) -> tuple[Any, Any]:
+# Fixed margins rather than matplotlib's constrained layout: the layout engine draws
+# each figure once more to measure it, and that was half the time of the six study
+# plots a sweep's parent run gets (0.7 s of 1.3 s on 2 cores).
+MARGINS = {"left": 0.11, "right": 0.97, "bottom": 0.12, "top": 0.9}
+
+
+def _figure(title: str, size: tuple[float, float] = (7, 4.5), **margins: float) -> tuple[Any, Any]:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=size, layout="constrained")
+    fig = Figure(figsize=size)
+    fig.subplots_adjust(**{**MARGINS, **margins})
     ax = fig.subplots()
     ax.set_title(title)
     return fig, ax
@@ -361,7 +368,7 @@ def param_importances(study: Any) -> dict[str, float]:
 
 
 def plot_param_importances(study: Any) -> Any:
-    fig, ax = _figure(f"Parameter importance for {_metric(study)} (PED-ANOVA)")
+    fig, ax = _figure(f"Parameter importance for {_metric(study)} (PED-ANOVA)", left=0.22)
     importances = param_importances(study)
     if not importances:
         _nothing(ax, "not enough completed trials to estimate importances")
@@ -396,7 +403,7 @@ def plot_parallel_coordinates(study: Any) -> Any:
     """One line per trial across the params and the objective; completed trials coloured by value."""
     import matplotlib
 
-    fig, ax = _figure(f"Parallel coordinates ({_metric(study)} last)", size=(9, 4.5))
+    fig, ax = _figure(f"Parallel coordinates ({_metric(study)} last)", size=(9, 4.5), left=0.08, bottom=0.2)
     trials = [t for t in finished_trials(study) if score(t) is not None and t.params]
     names = sorted({k for t in trials for k in t.params})
     if len(trials) < 2 or not names:

@@ -14,6 +14,15 @@ from mlflow import MlflowClient
 from descentkit.tuner.tracking import SweepTracker, relog_command, relog_study
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip on a developer's machine; fail under CI, where the component must be there."""
+    import os
+
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def _runs(client: MlflowClient, study_name: str, filter_string: str = "", **kwargs):
     experiment = client.get_experiment_by_name(study_name)
     assert experiment is not None, f"no experiment {study_name!r}"
@@ -190,20 +199,28 @@ def _rest(server: str, endpoint: str, body: dict | None = None, **query) -> dict
         return json.loads(response.read())
 
 
-def test_a_sweep_on_a_real_mlflow_server_reads_in_the_ui(mlflow_server, small_sweep, monkeypatch, tmp_path):
+@pytest.fixture(scope="module")
+def server_sweep(mlflow_server, small_sweep, tmp_path_factory):
+    """A 6-trial small sweep logged to the module's real `mlflow server`: (study, tracker)."""
+    from descentkit.tuner import report
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("server-sweep"))
+        # One plot is enough to prove artifacts reach the server's store (all six are checked on SQLite).
+        patch.setattr(report, "STUDY_PLOTS", {"pathology_map": report.plot_pathology_map})
+        study = small_sweep.make_study("server-sweep")
+        tracker = SweepTracker(tracking_uri=mlflow_server)
+        small_sweep.run(study, 6, callbacks=[tracker])
+        tracker.finish(study)
+    return study, tracker
+
+
+def test_a_sweep_on_a_real_mlflow_server_reads_in_the_ui(mlflow_server, server_sweep):
     """What MLflow's UI fetches, through the REST API of a real `mlflow server`: the experiment's
     kind, one parent with a child per trial, the children's curves and a pathological child's figure."""
     import urllib.request
 
-    from descentkit.tuner import report
-
-    monkeypatch.chdir(tmp_path)
-    # One plot is enough to prove artifacts reach the server's store (all six are checked on SQLite).
-    monkeypatch.setattr(report, "STUDY_PLOTS", {"pathology_map": report.plot_pathology_map})
-    study = small_sweep.make_study("server-sweep")
-    tracker = SweepTracker(tracking_uri=mlflow_server)
-    small_sweep.run(study, 6, callbacks=[tracker])
-    tracker.finish(study)
+    study, tracker = server_sweep
     assert tracker.not_logged == []
 
     experiment = _rest(mlflow_server, "experiments/get-by-name", experiment_name="server-sweep")["experiment"]
@@ -242,6 +259,25 @@ def test_a_sweep_on_a_real_mlflow_server_reads_in_the_ui(mlflow_server, small_sw
     assert f"to {mlflow_server}, experiment 'server-sweep', parent run {parent_id}" in line
     assert f"open {mlflow_server}/#/experiments/{experiment['experiment_id']}/runs/{parent_id}" in line
     assert relog_study(study, mlflow_server) == []
+
+
+def test_the_runs_page_renders_the_sweep_in_a_browser(mlflow_server, server_sweep, tmp_path):
+    """Headless Chromium on MLflow's UI: the experiment opens on its runs (the parent and
+    its trials), not on the GenAI traces page an untagged experiment gets."""
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        skip_or_fail("chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
+    study, tracker = server_sweep
+    page = f"{mlflow_server}/#/experiments/{tracker.location(study)['experiment_id']}/runs"
+    shown = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+                            "--window-size=1600,1000", "--virtual-time-budget=20000", "--dump-dom", page],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "sweep-server-sweep" in shown.stdout, "the parent run is listed"
+    assert "Detect Issues in Your Traces" not in shown.stdout and "No data available" not in shown.stdout
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 # The MLflow UI as a user sees it after a sweep: starts a lean `mlflow server` on
 # 127.0.0.1, runs a short digits sweep against it (a learning-rate range wide enough
 # that some trials diverge), and takes headless Chromium screenshots of the runs page,
-# the parent run's charts and a pathological trial's diagnostics.png, into docs/.
+# the parent run's charts, and a pathological trial's diagnostics.png and curves, into docs/.
 #
 # Usage (after the README's test install): docs/screenshots.sh [TRIALS]
 # Needs chromium (Debian: apt-get install chromium). About 2 minutes on 2 cores.
@@ -53,12 +53,16 @@ print(experiment.experiment_id, pick[0].info.run_id if pick else runs[0].info.ru
 EOF
 )
 
-shoot() {  # shoot FILE URL: the React UI renders within the virtual-time budget
+shoot() {  # shoot FILE URL [MS]: the React UI renders within MS of virtual time (default 20 s);
+           # a fresh profile each, since the UI keeps a page's search and view in the browser's storage
   "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1600,1000 \
-    --virtual-time-budget=20000 --screenshot="$1" "$2" >/dev/null 2>&1
+    --user-data-dir="$work/browser-$(basename "$1" .png)" \
+    --virtual-time-budget="${3:-20000}" --screenshot="$1" "$2" >/dev/null 2>&1
   echo "wrote $1"
 }
-shoot docs/mlflow-runs.png "$url/#/experiments/$experiment/runs"
-shoot docs/mlflow-parent-charts.png "$url/#/experiments/$experiment/runs?compareRunsMode=CHART"
-shoot docs/mlflow-child-run.png "$url/#/experiments/$experiment/runs/$child/artifacts/diagnostics.png"
-shoot docs/mlflow-child-metrics.png "$url/#/experiments/$experiment/runs/$child/model-metrics"
+# workflowType: the UI's GenAI / model-training switch, for the sidebar and breadcrumbs.
+ml="workflowType=machine_learning"
+shoot docs/mlflow-runs.png "$url/#/experiments/$experiment/runs?$ml"
+shoot docs/mlflow-parent-charts.png "$url/#/experiments/$experiment/runs?$ml&compareRunsMode=CHART" 60000
+shoot docs/mlflow-child-run.png "$url/#/experiments/$experiment/runs/$child/artifacts/diagnostics.png?$ml"
+shoot docs/mlflow-child-metrics.png "$url/#/experiments/$experiment/runs/$child/model-metrics?$ml" 40000

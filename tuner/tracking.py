@@ -484,6 +484,7 @@ class SweepTracker:
         counts = {state: sum(1 for t in trials if t.state.name == state) for state in FINISHED_STATES}
         stamp = _mlflow.now_ms()
         metrics = [_mlflow.metric(f"trials_{state.lower()}", n, step, stamp) for state, n in counts.items()]
+        metrics.append(_mlflow.metric("trials_finished", sum(counts.values()), step, stamp))
         if trial.state.name == "COMPLETE" and _number(trial.value) is not None:
             metrics.append(_mlflow.metric(PARENT_OBJECTIVE_METRIC, trial.value, step, stamp))
         best = _best_trial(study, up_to=step)

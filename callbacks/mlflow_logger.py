@@ -14,7 +14,6 @@ import keras
 import numpy as np
 
 from descentkit.callbacks import _mlflow
-from descentkit.diagnostics import DIVERGENCE
 
 # Hooks the logger needs itself; every other Keras hook of an internal monitor is
 # bound straight to the monitor's method, so Keras still sees a default (no-op)
@@ -65,8 +64,9 @@ class MLflowLogger(keras.callbacks.Callback):
             logged; put the logger after it in `callbacks`. Default None: the logger
             runs its own monitor (`verbose=0`, stopping on `stop_on`).
         stop_on: for the logger's own monitor, the symptom name(s) that stop training,
-            as `TrainingMonitor`'s `stop_on`: default `("divergence",)`; `()` only
-            watches. With `monitor=` given, that monitor's own `stop_on` decides.
+            as `TrainingMonitor`'s `stop_on` (default None: `TrainingMonitor`'s default,
+            which stops on divergence); `()` only watches. With `monitor=` given, that
+            monitor's own `stop_on` decides.
         probe_data: for the logger's own monitor, inputs `x` (or `(x, y)`) to measure
             dead and saturated units on each epoch. Default None: up to 256 samples of
             the running `fit`'s validation data, else of its training arrays (none for
@@ -117,8 +117,9 @@ class MLflowLogger(keras.callbacks.Callback):
         if monitor is None:
             from descentkit.callbacks import TrainingMonitor
 
-            monitor = TrainingMonitor(verbose=0, stop_on=(DIVERGENCE,) if stop_on is None else stop_on,
-                                      probe_data=probe_data)
+            # TrainingMonitor's own defaults unless given: the logger stops where a monitor would.
+            options = {k: v for k, v in (("stop_on", stop_on), ("probe_data", probe_data)) if v is not None}
+            monitor = TrainingMonitor(verbose=0, **options)
             for hook in _FORWARDED_HOOKS:
                 setattr(self, hook, getattr(monitor, hook))
             self.async_safe = getattr(monitor, "async_safe", False)

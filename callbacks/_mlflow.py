@@ -19,6 +19,12 @@ SYMPTOMS_TAG = "descentkit.symptoms"
 SYMPTOM_TAG = "descentkit.symptom."  # + symptom name; value: the worst severity seen
 FINDINGS_ARTIFACT = "findings.json"
 FIGURE_ARTIFACT = "diagnostics.png"
+DIVERGED_TAG = "descentkit.diverged"
+# MLflow 3's UI opens an experiment by its kind: with no kind it guesses GenAI and
+# shows an empty traces dashboard. Training runs are "custom model development"
+# (the value its UI's kind selector writes for classic ML).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
 
 # MLflow's own limits per log_batch call (mlflow/utils/validation.py).
 MAX_METRICS_PER_BATCH = 1000
@@ -76,6 +82,18 @@ def client(tracking_uri: str | None = None) -> Any:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+def epoch_step(epoch: int) -> int:
+    """The MLflow step of an epoch's metrics: the 1-based epoch number, as Keras's
+    "Epoch N/M" counts (Keras hands callbacks the 0-based index)."""
+    return int(epoch) + 1
+
+
+def mark_training_experiment(mlflow_client: Any, experiment: Any) -> None:
+    """Tag an experiment as classic model training, unless it already has a kind (the user's choice wins)."""
+    if EXPERIMENT_KIND_TAG not in (getattr(experiment, "tags", None) or {}):
+        mlflow_client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT_KIND)
 
 
 def resolved_uri(tracking_uri: str | None) -> str:

@@ -7,6 +7,7 @@ import inspect
 import json
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable
 from typing import Any
 
 import keras
@@ -35,13 +36,18 @@ class MLflowLogger(keras.callbacks.Callback):
     Params: the optimizer variant (`sgd`, `momentum`, `nesterov`, or the optimizer's
     class name), learning rate and schedule (class and config), momentum, clipping,
     batch size, epochs, steps per epoch, L1/L2 kernel regularization and dropout
-    found in the model, parameter count. Metrics, one `log_batch` call per epoch
-    (step = epoch, 0-based): the Keras logs, `learning_rate`, the epoch's median and
-    max of the global and per-layer gradient norms (`grad_norm/median`,
+    found in the model, parameter count (floats rounded to 7 significant digits: a
+    float32 0.05 is logged as 0.05). Metrics, one `log_batch` call per epoch (step =
+    the epoch as Keras counts it, from 1): the Keras logs, `learning_rate`, the epoch's
+    median and max of the global and per-layer gradient norms (`grad_norm/median`,
     `grad_norm/<layer>/max`, ...), update-to-weight ratios (`update_ratio/<layer>/median`),
-    dead and saturated fractions (`dead_fraction/<layer>`). At the end: the tag
-    `descentkit.symptoms` (comma-separated), one tag `descentkit.symptom.<name>` =
-    worst severity per symptom, a `findings.json` artifact and a `diagnostics.png` figure.
+    dead and saturated fractions (`dead_fraction/<layer>`, measured on probe data).
+    The first epoch with a non-finite loss tags the run `descentkit.diverged=true`
+    (and `descentkit.diverged_epoch`); later epochs log only their finite values, so
+    the charts are not NaN from there on. At the end: the tag `descentkit.symptoms`
+    (comma-separated), one tag `descentkit.symptom.<name>` = worst severity per
+    symptom, `descentkit.stopped_by` when a symptom stopped training, a
+    `findings.json` artifact and a `diagnostics.png` figure.
 
     The run is created (or found) when training begins; every later MLflow call runs
     on one background thread, in order, so epochs never wait for the tracking
@@ -56,7 +62,15 @@ class MLflowLogger(keras.callbacks.Callback):
     Args:
         monitor: the `TrainingMonitor` in the same `fit` whose signals and findings are
             logged; put the logger after it in `callbacks`. Default None: the logger
-            runs its own monitor (`verbose=0`, `stop_on=()`: it diagnoses, never stops).
+            runs its own monitor (`verbose=0`, stopping on `stop_on`).
+        stop_on: for the logger's own monitor, the symptom name(s) that stop training,
+            as `TrainingMonitor`'s `stop_on` (default None: `TrainingMonitor`'s default,
+            which stops on divergence); `()` only watches. With `monitor=` given, that
+            monitor's own `stop_on` decides.
+        probe_data: for the logger's own monitor, inputs `x` (or `(x, y)`) to measure
+            dead and saturated units on each epoch. Default None: up to 256 samples of
+            the running `fit`'s validation data, else of its training arrays (none for
+            a dataset or generator).
         log_every_epoch: write each epoch's metrics when the epoch ends (default True);
             False writes them all at the end of training.
         batch_size: the batch size to log; default None reads it from the running
@@ -78,6 +92,8 @@ class MLflowLogger(keras.callbacks.Callback):
         monitor: Any | None = None,
         log_every_epoch: bool = True,
         *,
+        stop_on: str | Iterable[str] | None = None,
+        probe_data: Any = None,
         batch_size: int | None = None,
         tracking_uri: str | None = None,
         experiment_name: str | None = None,
@@ -93,11 +109,17 @@ class MLflowLogger(keras.callbacks.Callback):
         self.experiment_name = experiment_name
         self.run_name = run_name
         self.log_figure = log_figure
+        if monitor is not None and (stop_on is not None or probe_data is not None):
+            raise ValueError("MLflowLogger received monitor= and stop_on= or probe_data=; "
+                             "pass stop_on and probe_data to the TrainingMonitor you give instead.")
         self._internal = monitor is None
+        self._auto_probe = monitor is None and probe_data is None
         if monitor is None:
             from descentkit.callbacks import TrainingMonitor
 
-            monitor = TrainingMonitor(verbose=0, stop_on=())
+            # TrainingMonitor's own defaults unless given: the logger stops where a monitor would.
+            options = {k: v for k, v in (("stop_on", stop_on), ("probe_data", probe_data)) if v is not None}
+            monitor = TrainingMonitor(verbose=0, **options)
             for hook in _FORWARDED_HOOKS:
                 setattr(self, hook, getattr(monitor, hook))
             self.async_safe = getattr(monitor, "async_safe", False)
@@ -138,6 +160,13 @@ class MLflowLogger(keras.callbacks.Callback):
             self.monitor.set_params(params)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        fit_locals = _running_fit_locals(self.model)
+        if self._auto_probe and self.monitor._probe is None:
+            probe = _probe_inputs(fit_locals)
+            if probe is not None:  # the first fit's data: a fixed probe batch, as probe_data= would be
+                from descentkit.callbacks._activation_probe import ActivationProbe, probe_batch
+
+                self.monitor._probe = ActivationProbe(probe_batch(probe))
         if self._internal:
             self.monitor.on_train_begin(logs)
         self._fit = _FitRun()  # each fit gets its own run (or the run active now)
@@ -147,7 +176,7 @@ class MLflowLogger(keras.callbacks.Callback):
         record = self._record()
         self._first_row = len(record.steps) if record is not None else 0
         self._first_epoch = record.n_epochs if record is not None else 0
-        batch_size = self.batch_size or _batch_size_of_running_fit(self.model)
+        batch_size = self.batch_size or _batch_size_of(fit_locals)
         self._safely(self._fit, self._start, batch_size)
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -175,7 +204,8 @@ class MLflowLogger(keras.callbacks.Callback):
             return
         self._write_epochs(final=True)
         findings = [f.to_dict() for f in list(getattr(self.monitor, "findings", []) or [])]
-        self._in_background(fit, self._write_findings, findings)
+        stopped_by = getattr(self.monitor, "stopped_by", None)
+        self._in_background(fit, self._write_findings, findings, getattr(stopped_by, "symptom", None))
         self.wait()  # the metrics, tags and findings are there when fit returns
         if fit.failed:
             if fit.started_run:  # a write failed at the end: still end the run
@@ -232,6 +262,7 @@ class MLflowLogger(keras.callbacks.Callback):
         else:
             fit.client = _mlflow.client(self.tracking_uri)
             experiment_id = self._experiment_id(fit.client)
+            _mlflow.mark_training_experiment(fit.client, fit.client.get_experiment(experiment_id))
             run = fit.client.create_run(experiment_id, run_name=self.run_name, tags={"descentkit.role": "fit"})
             fit.run_id = run.info.run_id
             fit.started_run = True
@@ -267,7 +298,9 @@ class MLflowLogger(keras.callbacks.Callback):
             start = self._epoch_rows[-1] if self._epoch_rows else self._first_row
             self._epoch_rows.append(rows)
             found = epoch_metrics(record, index if recorded else None, self._logs.pop(epoch), (start, rows), self.model)
-            batch = [m for m in (_mlflow.metric(k, v, epoch) for k, v in found.items()) if m is not None]
+            found = self._after_divergence(fit, epoch, found)
+            batch = [m for m in (_mlflow.metric(k, v, _mlflow.epoch_step(epoch)) for k, v in found.items())
+                     if m is not None]
             if self.log_every_epoch:
                 self._in_background(fit, _log_batch, batch)
             else:
@@ -275,8 +308,23 @@ class MLflowLogger(keras.callbacks.Callback):
         if metrics:
             self._in_background(fit, _log_batch, metrics)
 
-    def _write_findings(self, fit: _FitRun, findings: list[dict[str, Any]]) -> None:
-        _mlflow.log_batch(fit.client, fit.run_id, tags=_mlflow.symptom_tags(findings))
+    def _after_divergence(self, fit: _FitRun, epoch: int, found: dict[str, float]) -> dict[str, float]:
+        """The first epoch with a non-finite loss is logged as it is and tags the run;
+        after it, only finite values: a run that goes on (`stop_on=()`) charts no NaN
+        for every later epoch."""
+        if fit.diverged_epoch is not None:
+            return {k: v for k, v in found.items() if np.isfinite(v)}
+        if any(not np.isfinite(v) for k, v in found.items() if "loss" in k):
+            fit.diverged_epoch = _mlflow.epoch_step(epoch)
+            self._in_background(fit, _log_tags, {_mlflow.DIVERGED_TAG: "true",
+                                                 f"{_mlflow.DIVERGED_TAG}_epoch": str(fit.diverged_epoch)})
+        return found
+
+    def _write_findings(self, fit: _FitRun, findings: list[dict[str, Any]], stopped_by: str | None) -> None:
+        tags = _mlflow.symptom_tags(findings)
+        if stopped_by is not None:
+            tags["descentkit.stopped_by"] = stopped_by
+        _mlflow.log_batch(fit.client, fit.run_id, tags=tags)
         fit.client.log_text(fit.run_id, json.dumps(findings, indent=2), _mlflow.FINDINGS_ARTIFACT)
 
     def _finish(self, fit: _FitRun, record: Any, findings: list[Any]) -> None:
@@ -308,35 +356,53 @@ class _FitRun:
         self.client: Any = None
         self.started_run = False
         self.failed = False
+        self.diverged_epoch: int | None = None  # 1-based
 
 
 def _log_batch(fit: _FitRun, metrics: Any = (), params: dict[str, Any] | None = None) -> None:
     _mlflow.log_batch(fit.client, fit.run_id, metrics=metrics, params=params)
 
 
-# ---------------------------------------------------------------- what is logged
-def _batch_size_of_running_fit(model: Any) -> int | None:
-    """The `batch_size` of the `model.fit(...)` call running now, read from its frame.
+def _log_tags(fit: _FitRun, tags: dict[str, str]) -> None:
+    _mlflow.log_batch(fit.client, fit.run_id, tags=tags)
 
-    Keras gives callbacks the epochs and steps but not the batch size. With array
-    inputs and no batch_size, fit uses 32; with a dataset the batch size is the
-    dataset's own and unknown here (None: not logged).
-    """
+
+# ---------------------------------------------------------------- what is logged
+def _running_fit_locals(model: Any) -> dict[str, Any]:
+    """The arguments of the `model.fit(...)` call running now, read from its frame
+    (Keras gives callbacks the epochs and steps, not the batch size or the data)."""
     frame = inspect.currentframe()
     try:
         for _ in range(40):
             frame = frame.f_back if frame is not None else None
             if frame is None:
-                return None
+                return {}
             if frame.f_code.co_name == "fit" and frame.f_locals.get("self") is model:
-                size = frame.f_locals.get("batch_size")
-                if size is not None:
-                    return int(size)
-                x = frame.f_locals.get("x")
-                return KERAS_DEFAULT_BATCH_SIZE if hasattr(x, "shape") or isinstance(x, (list, tuple, dict)) else None
-        return None
+                return {k: frame.f_locals.get(k) for k in ("x", "batch_size", "validation_data")}
+        return {}
     finally:
         del frame
+
+
+def _arrays(x: Any) -> bool:
+    return hasattr(x, "shape") or isinstance(x, (list, tuple, dict))
+
+
+def _batch_size_of(fit_locals: dict[str, Any]) -> int | None:
+    """The running fit's batch size. With array inputs and no batch_size, fit uses 32;
+    with a dataset the batch size is the dataset's own and unknown here (None: not logged)."""
+    if fit_locals.get("batch_size") is not None:
+        return int(fit_locals["batch_size"])
+    return KERAS_DEFAULT_BATCH_SIZE if _arrays(fit_locals.get("x")) else None
+
+
+def _probe_inputs(fit_locals: dict[str, Any]) -> Any:
+    """Inputs to probe activations on: the fit's validation inputs, else its training inputs (arrays only)."""
+    validation = fit_locals.get("validation_data")
+    if isinstance(validation, (tuple, list)) and validation and _arrays(validation[0]):
+        return validation[0]
+    x = fit_locals.get("x")
+    return x if hasattr(x, "shape") or isinstance(x, dict) else None
 
 
 def _optimizer_of(model: Any) -> Any:
@@ -409,6 +475,14 @@ def _all_layers(model: Any) -> list[Any]:
     return layers
 
 
+def _rounded(value: Any) -> Any:
+    """A float param as a person would write it: 7 significant digits, what float32 holds
+    (Keras keeps a learning rate of 0.05 as float32: 0.05000000074505806 in float64)."""
+    if isinstance(value, float) and np.isfinite(value):
+        return float(f"{value:.7g}")
+    return value
+
+
 def training_params(model: Any, fit_params: dict[str, Any] | None, batch_size: int | None) -> dict[str, Any]:
     """Every param `MLflowLogger` logs for one `fit`."""
     params = optimizer_params(_optimizer_of(model))
@@ -421,7 +495,7 @@ def training_params(model: Any, fit_params: dict[str, Any] | None, batch_size: i
         params["batch_size"] = batch_size
     params.update(regularization_params(model))
     params["param_count"] = int(model.count_params())
-    return params
+    return {k: _rounded(v) for k, v in params.items()}
 
 
 def _current_learning_rate(model: Any) -> float | None:

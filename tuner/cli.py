@@ -104,12 +104,14 @@ def sweep(study: str, trials: int | None, total_trials: int | None, timeout: flo
 
     view = pathology_map(result.study)
     if as_json:
-        click.echo(json.dumps({**result.summary.to_dict(), "pathology": view}, indent=2))
+        click.echo(json.dumps({**result.summary.to_dict(), "pathology": view, "mlflow": result.tracking}, indent=2))
     else:
         click.echo(result.summary.to_text())
         click.echo(_pathology_lines(view))
         again = f"descentkit results {study}" + (f" --storage {result.summary.storage}" if storage else "")
         click.echo(f"Show again: {again}")
+        if result.tracking_text:
+            click.echo(result.tracking_text)
 
 
 def _pathology_lines(view: dict) -> str:

@@ -315,6 +315,7 @@ class Objective:
         import optuna
 
         from descentkit.callbacks import OptunaPruning, TrainingMonitor
+        from descentkit.diagnostics._health import epoch_health, extend_health
 
         config, data = self.config, self.data
         metric = config.objective.metric
@@ -350,8 +351,12 @@ class Objective:
         series = [float(v) for v in history.get(metric, [])]
         findings = (list(resume.findings) if resume is not None else []) + [
             f.to_dict() for f in monitor.findings if f.severity in RECORDED_SEVERITIES]
+        # Per-epoch gradient health, a few numbers an epoch: the child run's curves and,
+        # for a pathological trial, its figure, drawn by whichever process logs the trial.
+        health = extend_health(resume.health if resume is not None else None, epoch_health(monitor.record))
         trial.set_user_attr("epochs_trained", len(series))
         trial.set_user_attr("history", {k: [float(x) for x in v] for k, v in history.items()})
+        trial.set_user_attr("health", health)
         trial.set_user_attr("findings", findings)
         trial.set_user_attr("symptoms", sorted({f["symptom"] for f in findings}))
         if not series and metric not in history:
@@ -370,7 +375,7 @@ class Objective:
 
         best = max(finite) if config.objective.direction == "maximize" else min(finite)
         trial.set_user_attr("best_epoch", series.index(best))
-        checkpoint = Checkpoint.save(model, keep, len(series), history, findings) if keep else None
+        checkpoint = Checkpoint.save(model, keep, len(series), history, findings, health) if keep else None
         return best, checkpoint
 
 
@@ -400,17 +405,19 @@ class Checkpoint:
     count that keeps a learning-rate schedule where it was.
     """
 
-    def __init__(self, path: str, epochs: int, history: dict[str, list[float]], findings: list[dict]) -> None:
+    def __init__(self, path: str, epochs: int, history: dict[str, list[float]], findings: list[dict],
+                 health: dict[str, Any] | None = None) -> None:
         self.path, self.epochs, self.history, self.findings = path, epochs, history, findings
+        self.health = health or {}
 
     @classmethod
     def save(cls, model: Any, path: str, epochs: int, history: dict[str, list[float]],
-             findings: list[dict]) -> Checkpoint:
+             findings: list[dict], health: dict[str, Any] | None = None) -> Checkpoint:
         arrays = {f"w{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
         arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)})
         with open(path, "wb") as f:  # a file object: savez would append .npz to a bare name
             np.savez(f, **arrays)
-        return cls(path, epochs, history, findings)
+        return cls(path, epochs, history, findings, health)
 
     def restore(self, model: Any) -> None:
         with np.load(self.path) as stored:

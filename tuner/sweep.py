@@ -170,11 +170,15 @@ def check_before_trials(config: StudyConfig, data: Dataset, builder: Callable[..
 
 @dataclass
 class SweepResult:
-    """What a sweep leaves: the Optuna study, where it is stored, and its summary."""
+    """What a sweep leaves: the Optuna study, where it is stored, its summary and, when
+    MLflow logged it, where (`tracking`: `SweepTracker.location`; `tracking_text`: that
+    as the line the CLI ends with, the command to open the UI included)."""
 
     study: Any
     storage: str
     summary: StudySummary
+    tracking: dict[str, Any] | None = None
+    tracking_text: str | None = None
 
 
 class _Progress:
@@ -617,6 +621,8 @@ def run_sweep(
                           lock=lock)
     finally:
         bar.close()
+    result = SweepResult(optuna_study, location, summarize_study(optuna_study, location))
     if tracker is not None:
         tracker.finish(optuna_study)
-    return SweepResult(optuna_study, location, summarize_study(optuna_study, location))
+        result.tracking, result.tracking_text = tracker.location(optuna_study), tracker.location_text(optuna_study)
+    return result

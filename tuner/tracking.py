@@ -12,28 +12,43 @@ goes on. Calls fail fast (short HTTP timeouts, one retry) and, after a failure,
 MLflow is left alone for `RETRY_AFTER_S` before the next try.
 
 Layout in MLflow (the filters in README.md rely on these names):
+- the experiment: tag `mlflow.experimentKind=custom_model_development`, so MLflow's
+  UI opens it on its runs (with no kind it guesses a GenAI experiment: traces).
 - parent run: tags `descentkit.study=<name>`, `descentkit.role=parent`; params: the
-  study's configuration; metrics `best_value`, `trials_<state>`, `best.param.<name>`;
-  tags `descentkit.best_trial`, `descentkit.best.<param>`, `descentkit.sweep_symptoms`;
+  study's configuration; metrics against step = trial number, an optimization
+  history for the chart view: `trial_objective` (each completed trial's value),
+  `best_value` (the best so far), `trials_<state>` (counts so far); tags
+  `descentkit.best_trial`, `descentkit.best.<param>`, `descentkit.sweep_symptoms`;
   artifacts `pathology.json`, `pathology.txt`, `summary.txt`, `plots/*.png`.
 - child run `trial-<number>`: tags `mlflow.parentRunId`, `descentkit.role=trial`,
   `descentkit.trial=<number>`, `descentkit.state` (COMPLETE, PRUNED, FAIL),
   `descentkit.prune_reason`, `descentkit.symptoms`, `descentkit.symptom.<name>` =
-  worst severity; params: the trial's params; metrics: the per-epoch Keras logs
-  (step = epoch), `objective`, `epochs_trained`, and each numeric param as
-  `param.<name>` so range filters work; artifact `findings.json`.
+  worst severity; params: the trial's params; per-epoch curves (step = the 1-based
+  epoch): the Keras logs and the gradient health (`grad_norm/median`, `grad_norm/max`,
+  `grad_norm/first_last_ratio`, `update_ratio/max`, `update_ratio/min`,
+  `dead_fraction/max`, `saturated_fraction/max`); one-value metrics in sections of
+  their own, apart from the curves: `trial/objective`, `trial/epochs_trained`,
+  `trial/best_epoch`, `trial/duration_s`, and each numeric param as `param/<name>`
+  so range filters work (MLflow compares params as text); artifacts `findings.json`
+  and, for a trial pruned or flagged for a pathology, `diagnostics.png`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from descentkit.callbacks import _mlflow
+from descentkit.diagnostics import SYMPTOMS
+from descentkit.diagnostics._health import health_metrics, health_record
 from descentkit.tuner.storage import redact
 
 STUDY_TAG = "descentkit.study"
@@ -43,8 +58,12 @@ STATE_TAG = "descentkit.state"
 PRUNE_REASON_TAG = "descentkit.prune_reason"
 PARENT_ROLE, TRIAL_ROLE = "parent", "trial"
 PARENT_TAG = "mlflow.parentRunId"
-OBJECTIVE_METRIC = "objective"
-PARAM_METRIC_PREFIX = "param."
+# MLflow's UI puts metrics named `<section>/<name>` in one section per prefix: the
+# one-value metrics of a trial stay apart from its per-epoch curves.
+TRIAL_METRIC_PREFIX = "trial/"
+OBJECTIVE_METRIC = TRIAL_METRIC_PREFIX + "objective"
+PARAM_METRIC_PREFIX = "param/"
+PARENT_OBJECTIVE_METRIC = "trial_objective"
 FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 # A pruned trial was stopped on purpose: KILLED, not FAILED, in MLflow's vocabulary.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
@@ -104,7 +123,9 @@ def trial_payload(study: Any, trial: Any) -> tuple[dict[str, Any], list[Any], di
     history = attrs.get("history") or {}
     for key, series in history.items():
         for epoch, value in enumerate(series or []):
-            metrics.append(_mlflow.metric(key, value, epoch, stamp))
+            metrics.append(_mlflow.metric(key, value, _mlflow.epoch_step(epoch), stamp))
+    for epoch, row in enumerate(health_metrics(attrs.get("health"))):
+        metrics.extend(_mlflow.metric(key, value, _mlflow.epoch_step(epoch), stamp) for key, value in row.items())
     objective_metric = study.user_attrs.get("objective_metric", "value")
     if objective_metric not in history:  # a custom objective: its reported values are the history
         for step, value in sorted(trial.intermediate_values.items()):
@@ -114,11 +135,13 @@ def trial_payload(study: Any, trial: Any) -> tuple[dict[str, Any], list[Any], di
             metrics.append(_mlflow.metric(PARAM_METRIC_PREFIX + name, value, 0, stamp))
     if trial.state.name == "COMPLETE" and _number(trial.value) is not None:
         metrics.append(_mlflow.metric(OBJECTIVE_METRIC, trial.value, 0, stamp))
-    for key in ("epochs_trained", "best_epoch"):
-        if _number(attrs.get(key)) is not None:
-            metrics.append(_mlflow.metric(key, attrs[key], 0, stamp))
+    if _number(attrs.get("epochs_trained")) is not None:
+        metrics.append(_mlflow.metric(TRIAL_METRIC_PREFIX + "epochs_trained", attrs["epochs_trained"], 0, stamp))
+    if _number(attrs.get("best_epoch")) is not None:  # stored 0-based, shown as Keras counts epochs
+        metrics.append(_mlflow.metric(TRIAL_METRIC_PREFIX + "best_epoch", _mlflow.epoch_step(attrs["best_epoch"]), 0, stamp))
     if trial.datetime_start and trial.datetime_complete:
-        metrics.append(_mlflow.metric("duration_s", (trial.datetime_complete - trial.datetime_start).total_seconds(), 0, stamp))
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+        metrics.append(_mlflow.metric(TRIAL_METRIC_PREFIX + "duration_s", seconds, 0, stamp))
 
     reason = attrs.get("prune_reason")
     tags = {
@@ -145,6 +168,33 @@ def trial_payload(study: Any, trial: Any) -> tuple[dict[str, Any], list[Any], di
     return params, [m for m in metrics if m is not None], tags
 
 
+def wants_figure(trial: Any) -> bool:
+    """Whether a trial's child run gets a `diagnostics.png`: pruned for a pathology, or
+    flagged with one (a warning or critical finding). Healthy trials and trials the
+    pruner stopped have nothing a figure would explain, and a figure costs a second."""
+    if trial.state.name == "FAIL" or not trial.user_attrs.get("history"):
+        return False
+    return trial.user_attrs.get("prune_reason") in SYMPTOMS or bool(trial.user_attrs.get("symptoms"))
+
+
+def trial_figure(trial: Any) -> Any:
+    """The diagnostic figure of a finished trial, from what the objective stored on it
+    (per-epoch logs and gradient health, findings): the same from a live sweep and a re-log."""
+    from descentkit.diagnostics import Finding
+    from descentkit.diagnostics.plots import plot_training
+
+    attrs = trial.user_attrs
+    findings = []
+    for data in attrs.get("findings") or []:
+        try:
+            findings.append(Finding.from_dict(data))
+        except (KeyError, TypeError, ValueError):
+            continue  # a finding of another version: the figure goes without it
+    record = health_record(attrs.get("history") or {}, attrs.get("health"))
+    state = trial.state.name + (f": {attrs['prune_reason']}" if attrs.get("prune_reason") else "")
+    return plot_training(record, findings, title=f"trial {trial.number} ({state}); gradient panels: epoch medians")
+
+
 class SweepTracker:
     """Logs a sweep to MLflow: an Optuna callback for each finished trial, `finish` at the end.
 
@@ -157,6 +207,9 @@ class SweepTracker:
         storage: the study's storage as given to the sweep (shown in the re-log
             hint and as a parent tag, password hidden).
         strict: raise on a tracking failure instead of warning (what `relog_study` wants).
+            A strict tracker also draws each `diagnostics.png` before it returns;
+            otherwise figures are drawn and written on a background thread while the
+            next trial trains (`finish` waits for them).
 
     After a sweep, `not_logged` holds the numbers of the trials MLflow missed,
     `seconds` the time spent in MLflow calls and `trials_logged` how many were logged.
@@ -192,6 +245,9 @@ class SweepTracker:
         self._warned = False
         self._error = ""
         self._logged: set[int] = set()  # trial numbers this tracker has logged
+        self._writer: ThreadPoolExecutor | None = None
+        self._writer_client: Any = None
+        self._pending: list[Future] = []
 
     # ------------------------------------------------------------ public
     def __call__(self, study: Any, trial: Any) -> None:
@@ -205,20 +261,52 @@ class SweepTracker:
 
     def finish(self, study: Any) -> None:
         """Retry the trials MLflow missed, then write the parent's summary and plots."""
+        self.wait()
         backlog = sorted(set(self.not_logged))
         self._failed_at = None
         if backlog:
             self.not_logged = []
-            if not self._attempt(study, backlog, self._log_missing, study, backlog):
+            logged = self._attempt(study, backlog, self._log_missing, study, backlog)
+            self.wait()
+            if not logged:
                 self._report(study)
                 return
         summarized = self._attempt(study, [], self._write_summary, study)
         if self.not_logged or not summarized:
             self._report(study)
 
+    def wait(self) -> None:
+        """Block until the figures (and their runs' ends) queued in the background are written."""
+        while self._pending:
+            self._pending.pop(0).result()
+
     @property
     def parent_run_id(self) -> str | None:
         return self._parent_id
+
+    def location(self, study: Any) -> dict[str, Any] | None:
+        """Where the sweep was logged: tracking URI (password hidden), experiment, parent
+        run, and how to see it (`ui`: a URL, or the command that serves the UI first).
+        None when nothing was logged."""
+        if self._parent_id is None or self._experiment_id is None:
+            return None
+        uri = self._uri()
+        name = self.experiment_name or self._name(study)
+        path = f"#/experiments/{self._experiment_id}/runs/{self._parent_id}"
+        if uri.startswith(("http://", "https://")):
+            ui = f"open {uri.rstrip('/')}/{path}"
+        else:
+            ui = f"{mlflow_command()} ui --backend-store-uri {uri}, then open http://127.0.0.1:5000/{path}"
+        return {"tracking_uri": uri, "experiment": name, "experiment_id": self._experiment_id,
+                "parent_run_id": self._parent_id, "trials_logged": len(self._logged), "ui": ui}
+
+    def location_text(self, study: Any) -> str | None:
+        """The sweep's last line: where MLflow has it and how to open the UI."""
+        where = self.location(study)
+        if where is None:
+            return None
+        return (f"MLflow: {where['trials_logged']} trial(s) logged to {where['tracking_uri']}, experiment "
+                f"{where['experiment']!r}, parent run {where['parent_run_id']}; to see them: {where['ui']}")
 
     def relog_hint(self, study: Any) -> str:
         """The command that re-logs this study once MLflow is reachable."""
@@ -287,13 +375,15 @@ class SweepTracker:
         found = client.get_experiment_by_name(name)
         if found is None:
             try:
-                return client.create_experiment(name, tags={STUDY_TAG: name})
+                return client.create_experiment(name, tags={STUDY_TAG: name,
+                                                            _mlflow.EXPERIMENT_KIND_TAG: _mlflow.TRAINING_EXPERIMENT_KIND})
             except Exception:  # another worker created it first
                 found = client.get_experiment_by_name(name)
                 if found is None:
                     raise
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
+        _mlflow.mark_training_experiment(client, found)  # one made before descentkit tagged experiments
         return found.experiment_id
 
     def _parents(self, study: Any) -> list[Any]:
@@ -341,24 +431,63 @@ class SweepTracker:
             findings = trial.user_attrs.get("findings") or []
             if findings:
                 self._client.log_text(run_id, json.dumps(findings, indent=2), _mlflow.FINDINGS_ARTIFACT)
-            self._client.set_terminated(run_id, RUN_STATUS[trial.state.name], end_time=_ms(trial.datetime_complete))
+            if not wants_figure(trial):
+                self._end_child(self._client, trial, run_id)
         except Exception:
-            try:  # a half-logged child would look logged to a re-log
-                self._client.delete_run(run_id)
-            except Exception:
-                pass
+            _delete_quietly(self._client, run_id)
             raise
+        self._log_progress(study, trial)
+        if wants_figure(trial):
+            if self.strict:
+                self._finish_child(self._client, trial, run_id)
+            else:  # a second of matplotlib: drawn while the next trial trains
+                self._in_background(study, trial, run_id)
+
+    def _end_child(self, client: Any, trial: Any, run_id: str) -> None:
+        """A child run is complete once it is ended: a re-log redoes one left RUNNING."""
+        client.set_terminated(run_id, RUN_STATUS[trial.state.name], end_time=_ms(trial.datetime_complete))
         self.trials_logged += 1
         self._logged.add(trial.number)
-        self._log_progress(study, trial.number)
 
-    def _log_progress(self, study: Any, step: int) -> None:
-        """The parent's live view: best value and counts by state, at step = trial number."""
+    def _finish_child(self, client: Any, trial: Any, run_id: str) -> None:
+        try:
+            client.log_figure(run_id, trial_figure(trial), _mlflow.FIGURE_ARTIFACT)
+            self._end_child(client, trial, run_id)
+        except Exception:
+            _delete_quietly(client, run_id)
+            raise
+
+    def _in_background(self, study: Any, trial: Any, run_id: str) -> None:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="descentkit-mlflow-figures")
+        self._pending.append(self._writer.submit(self._background_figure, study, trial, run_id))
+
+    def _background_figure(self, study: Any, trial: Any, run_id: str) -> None:
+        if self._resting():  # the server failed meanwhile: the trial waits for `finish` or a re-log
+            _delete_quietly(self._client or self._writer_client, run_id)
+            self._missed(study, [trial.number])
+            return
+
+        def write() -> None:
+            if self._writer_client is None:  # its own client: the sweep's thread keeps using the other
+                self._writer_client = _mlflow.client(self.tracking_uri)
+            self._finish_child(self._writer_client, trial, run_id)
+
+        if not self._attempt(study, [trial.number], write):
+            self._writer_client = None
+
+    def _log_progress(self, study: Any, trial: Any) -> None:
+        """The parent's optimization history, at step = trial number: the trial's value,
+        the best value so far and the counts by state so far."""
+        step = trial.number
         trials = study.get_trials(deepcopy=False)
         counts = {state: sum(1 for t in trials if t.state.name == state) for state in FINISHED_STATES}
         stamp = _mlflow.now_ms()
         metrics = [_mlflow.metric(f"trials_{state.lower()}", n, step, stamp) for state, n in counts.items()]
-        best = _best_trial(study)
+        metrics.append(_mlflow.metric("trials_finished", sum(counts.values()), step, stamp))
+        if trial.state.name == "COMPLETE" and _number(trial.value) is not None:
+            metrics.append(_mlflow.metric(PARENT_OBJECTIVE_METRIC, trial.value, step, stamp))
+        best = _best_trial(study, up_to=step)
         if best is not None:
             metrics.append(_mlflow.metric("best_value", best.value, step, stamp))
         _mlflow.log_batch(self._client, self._parent_id, metrics=[m for m in metrics if m is not None])
@@ -420,10 +549,8 @@ class SweepTracker:
         if best is not None:
             metrics.append(_mlflow.metric("best_value", best.value, step, stamp))
             tags["descentkit.best_trial"] = str(best.number)
-            for name, value in best.params.items():
+            for name, value in best.params.items():  # tags, not metrics: a flat line against trial number says nothing
                 tags[f"descentkit.best.{name}"] = str(value)
-                if _number(value) is not None:
-                    metrics.append(_mlflow.metric(f"best.{PARAM_METRIC_PREFIX}{name}", value, step, stamp))
         view = report.pathology_map(study)
         # Not `descentkit.symptoms`: a filter on a trial's symptoms must not match the parent.
         tags["descentkit.sweep_symptoms"] = ",".join(view["symptoms"])
@@ -441,9 +568,32 @@ def _numbers(numbers: Iterable[int]) -> str:
     return ", ".join(str(n) for n in numbers)
 
 
-def _best_trial(study: Any) -> Any | None:
+def _delete_quietly(client: Any, run_id: str) -> None:
+    """Delete a half-logged child run (it would look logged to a re-log); the caller reports the failure."""
+    try:
+        client.delete_run(run_id)
+    except Exception:
+        pass
+
+
+def mlflow_command() -> str:
+    """How to run the `mlflow` command that came with this Python: `mlflow` when that is
+    what PATH finds, else its path (`.venv/bin/mlflow` after the README's install)."""
+    beside = Path(sys.executable).parent / "mlflow"
+    on_path = shutil.which("mlflow")
+    if on_path and (not beside.exists() or Path(on_path).resolve() == beside.resolve()):
+        return "mlflow"
+    if beside.exists():
+        relative = os.path.relpath(beside)
+        return relative if not relative.startswith("..") else str(beside)
+    return f"{sys.executable} -m mlflow"
+
+
+def _best_trial(study: Any, up_to: int | None = None) -> Any | None:
+    """The best completed trial (among trials numbered up to `up_to`, when given)."""
     complete = [t for t in study.get_trials(deepcopy=False)
-                if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)]
+                if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)
+                and (up_to is None or t.number <= up_to)]
     if not complete:
         return None
     pick = max if study.direction.name == "MAXIMIZE" else min

@@ -63,37 +63,42 @@ def test_logger_logs_params_epoch_metrics_and_artifacts(tracking_uri):
     logger.wait()
     run = _only_run(client, "fit")
     assert run.info.run_id == logger.run_id and run.info.status == "FINISHED", "a run it started, it ends"
+    assert client.get_experiment_by_name("fit").tags["mlflow.experimentKind"] == "custom_model_development"
     params = run.data.params
-    assert params["optimizer"] == "nesterov" and float(params["momentum"]) == pytest.approx(0.9)
-    assert params["lr_schedule"] == "ExponentialDecay" and float(params["learning_rate"]) == pytest.approx(0.05)
+    assert params["optimizer"] == "nesterov" and params["momentum"] == "0.9", "float32 values as written"
+    assert params["lr_schedule"] == "ExponentialDecay" and params["learning_rate"] == "0.05"
     assert params["lr_schedule.decay_rate"] == "0.9"
     assert params["batch_size"] == "16" and params["epochs"] == str(EPOCHS) and params["steps_per_epoch"] == "6"
     assert float(params["l2"]) == pytest.approx(1e-4) and float(params["dropout"]) == pytest.approx(0.25)
     assert params["param_count"] == str(model.count_params())
 
-    for key in ("loss", "val_accuracy", "learning_rate", "grad_norm/median", "grad_norm/max", "grad_norm/hidden/median"):
+    epochs = list(range(1, EPOCHS + 1))  # step = the epoch as Keras's progress bar counts it
+    for key in ("loss", "val_accuracy", "learning_rate", "grad_norm/median", "grad_norm/max", "grad_norm/hidden/median",
+                "dead_fraction/hidden"):  # dead units probed on the fit's own validation data
         history = client.get_metric_history(run.info.run_id, key)
-        assert [m.step for m in history] == list(range(EPOCHS)), key
+        assert [m.step for m in history] == epochs, key
     sampled = client.get_metric_history(run.info.run_id, "update_ratio/out/median")  # sampled every few steps
-    assert sampled and {m.step for m in sampled} <= set(range(EPOCHS))
+    assert sampled and {m.step for m in sampled} <= set(epochs)
     rates = [m.value for m in client.get_metric_history(run.info.run_id, "learning_rate")]
     assert rates[0] > rates[-1], "the learning rate in force follows the schedule"
     assert run.data.tags["descentkit.symptoms"] == ",".join(sorted({f.symptom for f in logger.monitor.findings}))
     assert {"findings.json", "diagnostics.png"} <= _artifacts(client, run.info.run_id)
 
 
-def test_diverging_run_is_tagged_with_its_symptom(tracking_uri):
+def test_diverging_run_is_stopped_and_tagged_with_its_symptom(tracking_uri):
     x, y = _data()
     x = x * 1e3  # unnormalized inputs and a huge rate: the loss blows up within the first epoch
     logger = MLflowLogger(tracking_uri=tracking_uri, experiment_name="diverging")
     model = _model(learning_rate=50.0)
     history = model.fit(x, y, batch_size=16, epochs=EPOCHS, callbacks=[logger], verbose=0).history
-    assert len(history["loss"]) == EPOCHS, "the logger's own monitor watches, it never stops training"
+    assert len(history["loss"]) == 1, "like TrainingMonitor, the logger's own monitor stops on divergence"
     assert not math.isfinite(history["loss"][-1])
     logger.wait()
 
     client = MlflowClient(tracking_uri)
     run = _only_run(client, "diverging")
+    assert run.data.tags["descentkit.diverged"] == "true" and run.data.tags["descentkit.diverged_epoch"] == "1"
+    assert run.data.tags["descentkit.stopped_by"] == "divergence"
     assert run.data.tags["descentkit.symptom.divergence"] == "critical"
     assert "divergence" in run.data.tags["descentkit.symptoms"].split(",")
     found = client.search_runs([run.info.experiment_id], 'tags."descentkit.symptom.divergence" = "critical"')
@@ -101,6 +106,36 @@ def test_diverging_run_is_tagged_with_its_symptom(tracking_uri):
     findings = json.loads(open(client.download_artifacts(run.info.run_id, "findings.json")).read())
     assert "divergence" in {f["symptom"] for f in findings}
     assert "diagnostics.png" in _artifacts(client, run.info.run_id)
+
+
+def test_a_run_that_goes_on_after_diverging_logs_no_nan_for_every_later_epoch(tracking_uri):
+    x, y = _data()
+    logger = MLflowLogger(tracking_uri=tracking_uri, experiment_name="goes-on", stop_on=(), log_figure=False)
+    history = _model(learning_rate=50.0).fit(x * 1e3, y, batch_size=16, epochs=EPOCHS, callbacks=[logger],
+                                             verbose=0).history
+    assert len(history["loss"]) == EPOCHS and not math.isfinite(history["loss"][-1])
+    logger.wait()
+
+    client = MlflowClient(tracking_uri)
+    run = _only_run(client, "goes-on")
+    losses = client.get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in losses] == [1] and math.isnan(losses[0].value), "the first NaN shows where it broke"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "learning_rate")] == [1, 2, 3]
+    assert run.data.tags["descentkit.diverged"] == "true" and "descentkit.stopped_by" not in run.data.tags
+    with pytest.raises(ValueError, match="pass stop_on and probe_data to the TrainingMonitor"):
+        MLflowLogger(monitor=TrainingMonitor(), stop_on=())
+
+
+def test_diagnostics_figure_draws_the_sampled_update_ratio(tracking_uri):
+    from descentkit.diagnostics.plots import plot_training
+
+    x, y = _data()
+    monitor = TrainingMonitor(verbose=0)
+    _model().fit(x, y, batch_size=16, epochs=EPOCHS, callbacks=[monitor], verbose=0)
+    assert np.isnan(monitor.record.update_ratio[:, 0]).mean() > 0.5, "sampled once an epoch: mostly NaN"
+    ratio_panel = plot_training(monitor.record, monitor.findings).axes[3]
+    drawn = [line for line in ratio_panel.get_lines() if line.get_label() in ("hidden", "out")]
+    assert len(drawn) == 2 and all(len(line.get_xdata()) >= EPOCHS - 1 for line in drawn), "one point per sample"
 
 
 def test_active_run_is_used_and_left_open(tracking_uri):
@@ -121,7 +156,7 @@ def test_active_run_is_used_and_left_open(tracking_uri):
         mlflow.set_tracking_uri(None)
     client = MlflowClient(tracking_uri)
     metrics = client.get_metric_history(active.info.run_id, "grad_norm/median")
-    assert [m.step for m in metrics] == [0, 1], "the given monitor's signals are logged"
+    assert [m.step for m in metrics] == [1, 2], "the given monitor's signals are logged"
     params = client.get_run(active.info.run_id).data.params
     assert params["learning_rate"] == "my own value" and params["optimizer"] == "nesterov"
 
@@ -152,7 +187,7 @@ def test_a_loop_of_fits_gets_one_complete_run_each(tracking_uri):
     for run_id in ids:
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED"
-        assert [m.step for m in client.get_metric_history(run_id, "loss")] == [0]
+        assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1]
         assert {"findings.json", "diagnostics.png"} <= _artifacts(client, run_id)
 
 

@@ -49,9 +49,11 @@ def test_report_is_self_contained_well_formed_html(tmp_path, swept_study):
 
     text = " ".join(checker.text)
     assert "Pathology map" in text and "divergence" in text
-    advice = next(f["advice"] for t in study.trials for f in t.user_attrs.get("findings", [])
-                  if f["symptom"] == "divergence")
-    assert advice in text, "advice drawn from the findings"
+    diverged = [t for t in study.trials if t.user_attrs.get("prune_reason") == "divergence"]
+    lowest = min(t.params["learning_rate"] for t in diverged)
+    numbers = ", ".join(f"#{t.number}" for t in diverged)
+    assert f"<b>divergence</b> ({len(diverged)} trial(s): {numbers})" in path.read_text(encoding="utf-8")
+    assert f"Keep learning_rate below {lowest:.4g}" in text, "advice from the diverged trials' own rates"
     best = max((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
     assert f"{best.value:.4g}" in text
 
@@ -65,3 +67,50 @@ def test_pathology_map_places_divergence_in_the_high_learning_rate_region(swept_
     assert entry["region"]["learning_rate"]["min"] > small_sweep.diverging_lr
     assert view["searched"]["learning_rate"]["min"] < entry["region"]["learning_rate"]["min"]
     assert "divergence:" in pathology_text(view)
+
+
+def _trial(number, params, findings, state="COMPLETE", value=0.9):
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    distributions = {name: FloatDistribution(0.0, 1.0) for name in params}
+    trial = optuna.trial.create_trial(state=getattr(optuna.trial.TrialState, state), value=value if state == "COMPLETE" else None,
+                                      params=params, distributions=distributions,
+                                      user_attrs={"findings": findings, "symptoms": sorted({f["symptom"] for f in findings})})
+    return trial
+
+
+def test_advice_is_given_once_per_symptom_with_trial_numbers_and_the_trials_own_parameters():
+    import optuna
+
+    from descentkit.tuner.report import common_advice, report_html
+
+    def overfit(best_epoch):  # the detector's advice differs by best epoch: one line each, before
+        return {"symptom": "overfitting", "severity": "warning", "epoch": best_epoch + 2, "step": None,
+                "message": "val_loss rose", "evidence": {},
+                "advice": f"Stop earlier: best val_loss at epoch {best_epoch}; or regularize: add L2 1e-4 or dropout 0.2."}
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(_trial(0, {"dropout": 0.2, "l2": 1e-4, "learning_rate": 0.05}, [overfit(3)], value=0.8))
+    study.add_trial(_trial(1, {"dropout": 0.1, "l2": 1e-5, "learning_rate": 0.02}, [overfit(4)], value=0.7))
+    study.add_trial(_trial(2, {"dropout": 0.3, "l2": 1e-3, "learning_rate": 0.01}, []))
+    study.add_trial(_trial(3, {"dropout": 0.2, "l2": 1e-4, "learning_rate": 0.03}, [overfit(5)], value=0.6))
+
+    advice = common_advice(study)
+    assert [(symptom, numbers) for symptom, _, numbers in advice] == [("overfitting", [0, 1, 3])]
+    text = advice[0][1]
+    assert "raise dropout above 0.2 (they had 0.1-0.2)" in text and "l2 above 0.0001 (they had 1e-05-0.0001)" in text
+    assert "add L2" not in text and "dropout 0.2" not in text
+    page = report_html(study)
+    assert page.count("<b>overfitting</b>") == 1 and "3 trial(s): #0, #1, #3" in page
+
+
+def test_an_all_failed_study_still_draws_every_plot():
+    import optuna
+
+    from descentkit.tuner.report import study_figures
+
+    study = optuna.create_study()
+    for rate in (0.01, 0.1):
+        study.add_trial(_trial(0, {"learning_rate": rate}, [], state="FAIL"))
+    assert len(study_figures(study)) == 6

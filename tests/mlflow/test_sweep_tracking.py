@@ -14,6 +14,15 @@ from mlflow import MlflowClient
 from descentkit.tuner.tracking import SweepTracker, relog_command, relog_study
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip on a developer's machine; fail under CI, where the component must be there."""
+    import os
+
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def _runs(client: MlflowClient, study_name: str, filter_string: str = "", **kwargs):
     experiment = client.get_experiment_by_name(study_name)
     assert experiment is not None, f"no experiment {study_name!r}"
@@ -63,11 +72,11 @@ def test_one_parent_and_one_nested_child_per_trial(logged_sweep):
         assert run.info.status == status[states[number]]
         assert run.data.params["learning_rate"] == str(trial.params["learning_rate"])
         assert run.data.params["schedule"] == "constant", "fixed search-space values are params too"
-        assert math.isclose(run.data.metrics["param.learning_rate"], trial.params["learning_rate"])
+        assert math.isclose(run.data.metrics["param/learning_rate"], trial.params["learning_rate"])
         if states[number] == "COMPLETE":
             history = client.get_metric_history(run.info.run_id, "val_accuracy")
-            assert [m.step for m in history] == [0, 1, 2]
-            assert math.isclose(run.data.metrics["objective"], trial.value)
+            assert [m.step for m in history] == [1, 2, 3], "step = the epoch as Keras counts it"
+            assert math.isclose(run.data.metrics["trial/objective"], trial.value)
         if states[number] == "FAIL":
             assert run.data.tags["descentkit.error_type"] == "ValueError"
 
@@ -86,6 +95,35 @@ def test_one_parent_and_one_nested_child_per_trial(logged_sweep):
     assert tracker.not_logged == []
 
 
+def test_the_ui_gets_a_training_experiment_an_optimization_history_and_gradient_health(logged_sweep):
+    study, _, tracking_uri = logged_sweep
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("small-sweep")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "else the UI opens on GenAI traces"
+
+    parent = _runs(client, "small-sweep", "tags.`descentkit.role` = 'parent'")[0]
+    complete = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.number)
+    values = client.get_metric_history(parent.info.run_id, "trial_objective")
+    assert [(m.step, m.value) for m in values] == [(t.number, pytest.approx(t.value)) for t in complete]
+    best = {m.step: m.value for m in client.get_metric_history(parent.info.run_id, "best_value")}
+    for t in complete:
+        assert best[t.number] == pytest.approx(max(c.value for c in complete if c.number <= t.number))
+    assert not [k for k in parent.data.metrics if k.startswith("best.")], "no flat best-param lines in the charts"
+
+    children = {int(r.data.tags["descentkit.trial"]): r for r in _runs(client, "small-sweep", "tags.`descentkit.role` = 'trial'")}
+    healthy = children[complete[-1].number]
+    for key in ("grad_norm/median", "grad_norm/max", "grad_norm/first_last_ratio", "dead_fraction/max"):
+        assert [m.step for m in client.get_metric_history(healthy.info.run_id, key)] == [1, 2, 3], key
+    sampled = client.get_metric_history(healthy.info.run_id, "update_ratio/max")  # at most every 8th step
+    assert sampled and {m.step for m in sampled} <= {1, 2, 3}
+    one_value = {k for k in healthy.data.metrics if client.get_metric_history(healthy.info.run_id, k)[0].step == 0}
+    assert one_value and all(k.startswith(("trial/", "param/")) for k in one_value), "apart from the curves"
+    diverged = [n for n, r in children.items() if r.data.tags.get("descentkit.prune_reason") == "divergence"]
+    for number, run in children.items():
+        has_figure = "diagnostics.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert has_figure == (number in diverged or bool(study.trials[number].user_attrs.get("symptoms"))), number
+
+
 def test_filters_find_diverged_trials_and_learning_rate_ranges(logged_sweep):
     study, _, tracking_uri = logged_sweep
     client = MlflowClient(tracking_uri)
@@ -101,12 +139,12 @@ def test_filters_find_diverged_trials_and_learning_rate_ranges(logged_sweep):
     artifact = client.download_artifacts(diverged[0].info.run_id, "findings.json")
     assert json.loads(open(artifact).read())[0]["symptom"] == "divergence"
 
-    fast = _runs(client, "small-sweep", 'metrics."param.learning_rate" > 0.1')
+    fast = _runs(client, "small-sweep", 'metrics."param/learning_rate" > 0.1')
     assert {int(r.data.tags["descentkit.trial"]) for r in fast} == {
         t.number for t in study.trials if t.state.is_finished() and t.params.get("learning_rate", 0) > 0.1}
 
-    best = _runs(client, "small-sweep", 'tags."descentkit.state" = "COMPLETE" and metrics."param.learning_rate" > 0.01',
-                 order_by=["metrics.objective DESC"])[0]
+    best = _runs(client, "small-sweep", 'tags."descentkit.state" = "COMPLETE" and metrics."param/learning_rate" > 0.01',
+                 order_by=["metrics.`trial/objective` DESC"])[0]
     complete = [t for t in study.trials if t.state.name == "COMPLETE" and t.params["learning_rate"] > 0.01]
     assert int(best.data.tags["descentkit.trial"]) == max(complete, key=lambda t: t.value).number
 
@@ -149,27 +187,97 @@ def test_unreachable_server_costs_no_trial_and_relog_catches_up(tracking_uri, de
     assert relog_command("small-sweep", storage, tracking_uri) == []
 
 
-def test_sweep_logged_to_a_real_mlflow_server(mlflow_server, small_sweep, monkeypatch, tmp_path):
+def _rest(server: str, endpoint: str, body: dict | None = None, **query) -> dict:
+    """One call of MLflow's REST API, as the UI makes it (GET with a query, or POST with JSON)."""
+    import urllib.parse
+    import urllib.request
+
+    url = f"{server}/api/2.0/mlflow/{endpoint}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def server_sweep(mlflow_server, small_sweep, tmp_path_factory):
+    """A 6-trial small sweep logged to the module's real `mlflow server`: (study, tracker)."""
     from descentkit.tuner import report
 
-    monkeypatch.chdir(tmp_path)
-    # One plot is enough to prove artifacts reach the server's store (all six are checked on SQLite).
-    monkeypatch.setattr(report, "STUDY_PLOTS", {"pathology_map": report.plot_pathology_map})
-    study = small_sweep.make_study("server-sweep")
-    tracker = SweepTracker(tracking_uri=mlflow_server)
-    small_sweep.run(study, 6, callbacks=[tracker])
-    tracker.finish(study)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("server-sweep"))
+        # One plot is enough to prove artifacts reach the server's store (all six are checked on SQLite).
+        patch.setattr(report, "STUDY_PLOTS", {"pathology_map": report.plot_pathology_map})
+        study = small_sweep.make_study("server-sweep")
+        tracker = SweepTracker(tracking_uri=mlflow_server)
+        small_sweep.run(study, 6, callbacks=[tracker])
+        tracker.finish(study)
+    return study, tracker
+
+
+def test_a_sweep_on_a_real_mlflow_server_reads_in_the_ui(mlflow_server, server_sweep):
+    """What MLflow's UI fetches, through the REST API of a real `mlflow server`: the experiment's
+    kind, one parent with a child per trial, the children's curves and a pathological child's figure."""
+    import urllib.request
+
+    study, tracker = server_sweep
     assert tracker.not_logged == []
-    client = MlflowClient(mlflow_server)
-    children = _runs(client, "server-sweep", "tags.`descentkit.role` = 'trial'")
-    assert sorted(int(r.data.tags["descentkit.trial"]) for r in children) == _finished(study)
-    diverged = _runs(client, "server-sweep", 'tags."descentkit.symptom.divergence" = "critical"')
-    for run in diverged:  # NaN losses survive the REST round trip
-        losses = [m.value for m in client.get_metric_history(run.info.run_id, "loss")]
-        assert math.isnan(losses[-1])
-    parent = _runs(client, "server-sweep", "tags.`descentkit.role` = 'parent'")[0]
-    assert "plots" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+    experiment = _rest(mlflow_server, "experiments/get-by-name", experiment_name="server-sweep")["experiment"]
+    tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
+    assert tags["mlflow.experimentKind"] == "custom_model_development", "the UI opens on runs, not GenAI traces"
+
+    def search(filter_string: str) -> list[dict]:
+        body = {"experiment_ids": [experiment["experiment_id"]], "filter": filter_string, "max_results": 1000}
+        runs = _rest(mlflow_server, "runs/search", body).get("runs", [])
+        return [{**run, "tags": {t["key"]: t["value"] for t in run["data"].get("tags", [])}} for run in runs]
+
+    parents = search("tags.`descentkit.role` = 'parent'")
+    assert len(parents) == 1 and parents[0]["info"]["status"] == "FINISHED"
+    parent_id = parents[0]["info"]["run_id"]
+    children = search("tags.`descentkit.role` = 'trial'")
+    assert sorted(int(r["tags"]["descentkit.trial"]) for r in children) == _finished(study)
+    assert {r["tags"]["mlflow.parentRunId"] for r in children} == {parent_id}, "nested under the one parent"
+    history = _rest(mlflow_server, "metrics/get-history", run_id=parent_id, metric_key="best_value")["metrics"]
+    assert len(history) >= 2, "the parent charts the best value against trial number"
+
+    states = {t.number: t.state.name for t in study.trials}
+    for run in children:
+        run_id, number = run["info"]["run_id"], int(run["tags"]["descentkit.trial"])
+        if states[number] == "COMPLETE":
+            for key in ("val_accuracy", "grad_norm/median"):
+                curve = _rest(mlflow_server, "metrics/get-history", run_id=run_id, metric_key=key)["metrics"]
+                assert sorted(int(m.get("step", 0)) for m in curve) == [1, 2, 3], key
+        if run["tags"].get("descentkit.symptom.divergence") == "critical":
+            losses = _rest(mlflow_server, "metrics/get-history", run_id=run_id, metric_key="loss")["metrics"]
+            assert math.isnan(float(losses[-1]["value"])), "NaN losses survive the REST round trip"
+            with urllib.request.urlopen(f"{mlflow_server}/get-artifact?path=diagnostics.png&run_uuid={run_id}",
+                                        timeout=30) as response:  # the UI's artifact view fetches this
+                assert response.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert any(r["tags"].get("descentkit.symptom.divergence") for r in children), "the small sweep diverges"
+    line = tracker.location_text(study)
+    assert f"to {mlflow_server}, experiment 'server-sweep', parent run {parent_id}" in line
+    assert f"open {mlflow_server}/#/experiments/{experiment['experiment_id']}/runs/{parent_id}" in line
     assert relog_study(study, mlflow_server) == []
+
+
+def test_the_runs_page_renders_the_sweep_in_a_browser(mlflow_server, server_sweep, tmp_path):
+    """Headless Chromium on MLflow's UI: the experiment opens on its runs (the parent and
+    its trials), not on the GenAI traces page an untagged experiment gets."""
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        skip_or_fail("chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
+    study, tracker = server_sweep
+    page = f"{mlflow_server}/#/experiments/{tracker.location(study)['experiment_id']}/runs"
+    shown = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+                            "--window-size=1600,1000", "--virtual-time-budget=20000", "--dump-dom", page],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "sweep-server-sweep" in shown.stdout, "the parent run is listed"
+    assert "Detect Issues in Your Traces" not in shown.stdout and "No data available" not in shown.stdout
 
 
 @pytest.mark.slow
@@ -206,7 +314,7 @@ def test_real_sweep_trials_relog_with_their_history(tracking_uri, tmp_path, no_s
     for run in children:
         assert run.data.params["batch_size"] == "32"
         assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 1
-        assert run.data.metrics["epochs_trained"] == 1
+        assert run.data.metrics["trial/epochs_trained"] == 1
     # the first trial was the range test's choice, and says so; the sampler proposed the second
     proposed = {run.data.tags["descentkit.trial"]: run.data.tags.get("descentkit.first_trial") for run in children}
     assert proposed == {"0": "range_test", "1": None}

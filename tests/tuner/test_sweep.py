@@ -20,6 +20,9 @@ def test_cli_sweep_runs_resumes_and_reports(cli, small_digits, tmp_path):
     assert "Best trials by val_accuracy" in first.stdout
     assert "descentkit_studies" in first.stdout and (tmp_path / "descentkit_studies" / "digits-small.journal").is_file()
     assert "Pathologies:" in first.stdout and "Searched: " in first.stdout, "the sweep-level view ends the sweep"
+    where = first.stdout.strip().splitlines()[-1]  # the last line: where MLflow has it, how to open the UI
+    assert where.startswith(f"MLflow: 3 trial(s) logged to sqlite:///{tmp_path / 'mlflow.db'}, experiment 'digits-small'")
+    assert " ui --backend-store-uri sqlite:///" in where and "http://127.0.0.1:5000/#/experiments/" in where
 
     again = cli("sweep", str(small_digits), "--trials", "2", "--quiet")
     assert again.returncode == 0, again.stderr

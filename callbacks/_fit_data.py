@@ -25,13 +25,19 @@ PROBE_SAMPLES = 256
 _MAX_BATCHES = 16
 
 
-def _fit_frame_locals(model: Any) -> dict[str, Any] | None:
+def fit_frame_locals(model: Any) -> dict[str, Any] | None:
+    """The local variables of the `model.fit(...)` call running now (its arguments,
+    `validation_data` after a `validation_split`), or None outside `fit`: Keras gives
+    callbacks the epochs and steps, not the data or the batch size."""
     frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "fit" and frame.f_locals.get("self") is model:
-            return dict(frame.f_locals)
-        frame = frame.f_back
-    return None
+    try:
+        while frame is not None:
+            if frame.f_code.co_name == "fit" and frame.f_locals.get("self") is model:
+                return dict(frame.f_locals)
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
 
 
 def _cut(value: Any, n: int) -> Any:
@@ -111,7 +117,7 @@ def fit_sample(model: Any, samples: int = PROBE_SAMPLES) -> tuple[Any, Any, str]
     """`(x, y, source)`: up to `samples` samples of the running `fit`'s validation data
     (`source` "validation data"), else of its training data ("training data");
     `y` may be None. None outside `fit` or when the data cannot be sampled."""
-    found = _fit_frame_locals(model)
+    found = fit_frame_locals(model)
     if found is None:
         return None
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,6 +13,7 @@ import keras
 import numpy as np
 
 from descentkit.callbacks import _mlflow
+from descentkit.callbacks._fit_data import fit_frame_locals
 
 # Hooks the logger needs itself; every other Keras hook of an internal monitor is
 # bound straight to the monitor's method, so Keras still sees a default (no-op)
@@ -65,12 +65,13 @@ class MLflowLogger(keras.callbacks.Callback):
             runs its own monitor (`verbose=0`, stopping on `stop_on`).
         stop_on: for the logger's own monitor, the symptom name(s) that stop training,
             as `TrainingMonitor`'s `stop_on` (default None: `TrainingMonitor`'s default,
-            which stops on divergence); `()` only watches. With `monitor=` given, that
+            `DEFAULT_STOP_ON`: divergence, and a layer all dead or a loss stuck at
+            chance); `()` only watches. With `monitor=` given, that
             monitor's own `stop_on` decides.
         probe_data: for the logger's own monitor, inputs `x` (or `(x, y)`) to measure
             dead and saturated units on each epoch. Default None: up to 256 samples of
-            the running `fit`'s validation data, else of its training arrays (none for
-            a dataset or generator).
+            the running `fit`'s validation data, else of its training data (never
+            taken from a Python generator).
         log_every_epoch: write each epoch's metrics when the epoch ends (default True);
             False writes them all at the end of training.
         batch_size: the batch size to log; default None reads it from the running
@@ -113,7 +114,6 @@ class MLflowLogger(keras.callbacks.Callback):
             raise ValueError("MLflowLogger received monitor= and stop_on= or probe_data=; "
                              "pass stop_on and probe_data to the TrainingMonitor you give instead.")
         self._internal = monitor is None
-        self._auto_probe = monitor is None and probe_data is None
         if monitor is None:
             from descentkit.callbacks import TrainingMonitor
 
@@ -160,13 +160,8 @@ class MLflowLogger(keras.callbacks.Callback):
             self.monitor.set_params(params)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        fit_locals = _running_fit_locals(self.model)
-        if self._auto_probe and self.monitor._probe is None:
-            probe = _probe_inputs(fit_locals)
-            if probe is not None:  # the first fit's data: a fixed probe batch, as probe_data= would be
-                from descentkit.callbacks._activation_probe import ActivationProbe, probe_batch
-
-                self.monitor._probe = ActivationProbe(probe_batch(probe))
+        # Without probe_data the monitor probes a sample of this fit's own data.
+        fit_locals = fit_frame_locals(self.model) or {}
         if self._internal:
             self.monitor.on_train_begin(logs)
         self._fit = _FitRun()  # each fit gets its own run (or the run active now)
@@ -368,22 +363,6 @@ def _log_tags(fit: _FitRun, tags: dict[str, str]) -> None:
 
 
 # ---------------------------------------------------------------- what is logged
-def _running_fit_locals(model: Any) -> dict[str, Any]:
-    """The arguments of the `model.fit(...)` call running now, read from its frame
-    (Keras gives callbacks the epochs and steps, not the batch size or the data)."""
-    frame = inspect.currentframe()
-    try:
-        for _ in range(40):
-            frame = frame.f_back if frame is not None else None
-            if frame is None:
-                return {}
-            if frame.f_code.co_name == "fit" and frame.f_locals.get("self") is model:
-                return {k: frame.f_locals.get(k) for k in ("x", "batch_size", "validation_data")}
-        return {}
-    finally:
-        del frame
-
-
 def _arrays(x: Any) -> bool:
     return hasattr(x, "shape") or isinstance(x, (list, tuple, dict))
 
@@ -394,15 +373,6 @@ def _batch_size_of(fit_locals: dict[str, Any]) -> int | None:
     if fit_locals.get("batch_size") is not None:
         return int(fit_locals["batch_size"])
     return KERAS_DEFAULT_BATCH_SIZE if _arrays(fit_locals.get("x")) else None
-
-
-def _probe_inputs(fit_locals: dict[str, Any]) -> Any:
-    """Inputs to probe activations on: the fit's validation inputs, else its training inputs (arrays only)."""
-    validation = fit_locals.get("validation_data")
-    if isinstance(validation, (tuple, list)) and validation and _arrays(validation[0]):
-        return validation[0]
-    x = fit_locals.get("x")
-    return x if hasattr(x, "shape") or isinstance(x, dict) else None
 
 
 def _optimizer_of(model: Any) -> Any:

@@ -73,8 +73,8 @@ def _draw(ax: Any, x: np.ndarray, y: np.ndarray, **style: Any) -> bool:
 
 
 def _finding_epoch(finding: Finding) -> int:
-    """The 1-based epoch a finding is drawn at (the x axis counts epochs from 1)."""
-    return finding.epoch + 1
+    """The epoch a finding is drawn at: `Finding.epoch`, 1-based like the x axis."""
+    return finding.epoch
 
 
 def _mark_findings(ax: Any, findings: Sequence[Finding]) -> list[tuple[str, Finding]]:

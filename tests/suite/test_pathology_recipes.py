@@ -291,14 +291,6 @@ def _monitor_names(make: Callable[[], Recipe]) -> TrainingMonitor:
     return monitor
 
 
-# Labels the monitor at its defaults does not raise yet (issue 17's detector work),
-# measured on the detectors of 82f96b7; remove a mark once its test passes.
-NOT_YET = {
-    "exploding_gradients": "a full-batch RMSprop gradient spike that recovers is not raised at defaults yet",
-    "stalled_training": "a loss held at its start by lr=1e-6 is reported only as vanishing_gradients",
-}
-
-
 @pytest.mark.parametrize("symptom", list(RECIPES))
 def test_recipe_is_a_valid_example_of_its_symptom(symptom):
     seen, _ = _oracle_sees(RECIPES[symptom])
@@ -311,11 +303,7 @@ def test_healthy_recipe_is_healthy_by_the_oracle(name):
     assert trains_well and not seen - {"overfitting"}, f"trains_well={trains_well}, oracle sees {sorted(seen)}"
 
 
-@pytest.mark.parametrize(
-    "symptom",
-    [pytest.param(s, marks=pytest.mark.xfail(strict=False, reason=NOT_YET[s])) if s in NOT_YET else s
-     for s in RECIPES],
-)
+@pytest.mark.parametrize("symptom", list(RECIPES))
 def test_monitor_at_defaults_raises_the_oracles_label(symptom):
     monitor = _monitor_names(RECIPES[symptom])
     named = {f.symptom for f in monitor.findings if f.severity in BAD}

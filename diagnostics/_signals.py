@@ -29,6 +29,10 @@ AT_CHANCE_FRACTION = 0.95
 # ...up to 3x it (the divergence detector's critical rise): a loss further above chance
 # than that is blowing up, not stalling.
 AT_CHANCE_CEILING = 3.0
+# ...and falling by less than 5 % over the judged window: a run 25 % above chance that
+# cut its loss 16 % in 3 epochs was on its way below it (a small binary MLP at a low
+# rate, from the repository's sweep tests), while runs stuck at chance drift by 1 %.
+AT_CHANCE_MAX_FALL = 0.05
 # Within the first epoch (no epoch history yet) progress is judged on step losses:
 # the median of the last quarter of the epoch's steps against the first quarter's,
 # and only with at least this many recorded steps (fewer medians are too noisy).
@@ -228,7 +232,11 @@ class Progress:
         floor, ceiling = AT_CHANCE_FRACTION * self.chance, AT_CHANCE_CEILING * self.chance
         train = finite(self.loss[window])
         val = finite(self.val_loss[window]) if len(self.val_loss) else np.zeros(0)
-        return bool(len(train) and ((train >= floor) & (train <= ceiling)).all() and (val >= floor).all())
+        if not len(train) or not ((train >= floor) & (train <= ceiling)).all() or not (val >= floor).all():
+            return False
+        # ...and flat there: a loss coming down fast from above the chance level is
+        # learning (it will cross it), not sitting at it.
+        return bool(train[0] - train.min() < AT_CHANCE_MAX_FALL * train[0])
 
     def improving(self, index: int, window: int) -> bool:
         """Whether training made progress in the `window` epochs up to epoch `index`.

@@ -18,7 +18,12 @@ import numpy as np
 from descentkit.callbacks._activation_probe import ActivationProbe, activation_name, probe_batch
 from descentkit.callbacks._fit_data import fit_sample
 from descentkit.callbacks._step_signals import StepSignalRecorder, target_optimizer
-from descentkit.diagnostics._divergence import DIVERGENCE_CONFIRM_STEPS
+from descentkit.diagnostics._divergence import (
+    DIVERGENCE_CONFIRM_STEPS,
+    DIVERGENCE_START_FACTOR,
+    DIVERGENCE_SUSTAIN_STEPS,
+    starting_loss,
+)
 from descentkit.diagnostics import (
     DETECTORS,
     DIVERGENCE,
@@ -285,17 +290,14 @@ class DiagnosisCallback(keras.callbacks.Callback):
         if not n or record is None or len(record.step_loss) < 2:
             return False
         loss = record.step_loss
-        head = loss[:8]
+        head = loss[:DIVERGENCE_SUSTAIN_STEPS]
         head = head[np.isfinite(head)]
         if not len(head):
             return False
-        reference = float(np.median(head))
-        if record.chance_loss is not None:
-            reference = min(reference, max(float(head[0]), record.chance_loss))
-        tail = loss[-n:]
-        # 3x: the divergence detector's critical rise over the start, on raw values
-        # (the detector then judges the smoothed ones).
-        return bool(np.any(tail > 3.0 * abs(reference)))
+        start = starting_loss(head, chance=record.chance_loss)
+        # The detector's critical rise over the start, on raw values (the detector
+        # then judges the smoothed ones).
+        return bool(np.any(loss[-n:] > DIVERGENCE_START_FACTOR * abs(start)))
 
     def _nonfinite_tail(self, n: int) -> bool:
         if not n or self.record is None:

@@ -276,16 +276,7 @@ class DivergenceDetector(Detector):
             # Full-batch steps have no minibatch noise to smooth: the window is at most
             # the steps of an epoch (1 for full-batch training).
             window = min(self.sustain_steps, len(loss), _steps_per_epoch(record) or self.sustain_steps)
-            start = float(np.median(loss[:window]))
-            chance = chance_level(record)
-            # The first window may hold the blow-up already: the start is then the
-            # first step's loss or the chance level, whichever is larger (without a
-            # chance level, the first step's loss once it is 10x below the median:
-            # no two batches of an untrained net differ that much).
-            if chance is not None:
-                start = min(start, max(float(loss[0]), chance))
-            elif float(loss[0]) * self.blowup_factor < start:
-                start = float(loss[0])
+            start = starting_loss(loss, window, chance_level(record), self.blowup_factor)
             complete = _epoch_complete(record, where)
             findings = self._spike(record, loss, where, start, complete)
             if len(loss) <= window:
@@ -397,6 +388,21 @@ class DivergenceDetector(Detector):
                 )
             ]
         return []
+
+
+def starting_loss(loss: np.ndarray, window: int = DIVERGENCE_SUSTAIN_STEPS, chance: float | None = None,
+                  blowup_factor: float = DIVERGENCE_BLOWUP_FACTOR) -> float:
+    """The loss a blow-up is measured from: the median of the first `window` finite
+    step losses `loss`. That window may hold the blow-up already: the start is then
+    the first step's loss or the chance level, whichever is larger (without a chance
+    level, the first step's loss once it is `blowup_factor` below the median: no two
+    batches of an untrained net differ that much)."""
+    start = float(np.median(loss[:window]))
+    if chance is not None:
+        return min(start, max(float(loss[0]), chance))
+    if float(loss[0]) * blowup_factor < start:
+        return float(loss[0])
+    return start
 
 
 def _steps_per_epoch(record: TrainingRecord) -> int | None:

@@ -175,16 +175,15 @@ def _unnormalized(x: Any) -> Finding | None:
         if rms[loudest] > UNNORMALIZED_MAX_RMS:
             problems.append(f"{name} feature {loudest} has RMS {rms[loudest]:.4g} (above {UNNORMALIZED_MAX_RMS:g})")
             found.update(largest_rms_feature=loudest, largest_rms=float(rms[loudest]))
-        # A feature's scale is its RMS, not its max |x|: a standardized feature that is
-        # rarely far from 0 (a border pixel, z-scored on the training set) reaches 90 on
-        # one sample and has an RMS of 1, like the others.
-        size = rms
-        big, small = int(index[np.argmax(size[index])]), int(index[np.argmin(size[index])])
-        ratio = float(size[big] / size[small]) if size[small] > 0 else float("inf")
+        # Scales by RMS, not max |x|: a standardized feature that is rarely far from 0
+        # (a border pixel, z-scored on the training set) reaches 90 on one sample and
+        # has an RMS of 1, like the others.
+        big, small = int(index[np.argmax(rms[index])]), int(index[np.argmin(rms[index])])
+        ratio = float(rms[big] / rms[small]) if rms[small] > 0 else float("inf")
         if ratio > UNNORMALIZED_SCALE_RATIO:
             problems.append(
-                f"{name} feature scales differ {ratio:.3g}x ({size[big]:.4g} in feature {big}, "
-                f"{size[small]:.4g} in feature {small})"
+                f"{name} feature scales differ {ratio:.3g}x (RMS {rms[big]:.4g} in feature {big}, "
+                f"{rms[small]:.4g} in feature {small})"
             )
             found.update(scale_ratio=ratio, largest_scale_feature=big, smallest_scale_feature=small)
         offset = varying & (np.abs(mean) > UNNORMALIZED_MIN_OFFSET) & (np.abs(mean) > UNNORMALIZED_OFFSET_RATIO * std)

@@ -179,10 +179,15 @@ class ExplodingGradientsDetector(Detector):
         norms, loss = record.grad_norm[:limit], record.step_loss[:limit]
         keep = np.isfinite(norms) & np.isfinite(loss)
         steps, norms, loss = record.steps[:limit][keep], norms[keep], loss[keep]
-        for i in range(1, len(norms)):
-            early = float(np.median(norms[: min(i, EXPLODING_SPIKE_EARLY_STEPS)]))
-            if early <= 0 or norms[i] <= self.growth * early:
-                continue
+        if len(norms) < 2:
+            return None
+        # the median of the first min(i, EXPLODING_SPIKE_EARLY_STEPS) norms, for every i:
+        # a prefix median each for the first few steps, one median after them
+        head = min(len(norms), EXPLODING_SPIKE_EARLY_STEPS)
+        earlies = np.full(len(norms), float(np.median(norms[:head])))
+        earlies[:head] = [np.nan] + [float(np.median(norms[:i])) for i in range(1, head)]
+        for i in np.flatnonzero((earlies > 0) & (norms > self.growth * earlies)):
+            early = float(earlies[i])
             jump = max(loss[i], loss[i + 1] if i + 1 < len(loss) else -np.inf)
             if not (loss[i - 1] > 0 and jump > EXPLODING_SPIKE_LOSS_JUMP * loss[i - 1]):
                 continue

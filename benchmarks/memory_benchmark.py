@@ -1,23 +1,23 @@
 """Memory across a sweep: does the process RSS stay flat over many short trials?
 
 Runs the built-in `digits` study, cut to one epoch a trial and no pruner, as a
-real descentkit sweep (the tuner's `Objective`, with its callbacks and its
-per-trial cleanup) in one process, and records the resident set size (psutil)
-after every trial, once the objective has cleaned up. Reports the RSS after
+real descentkit sweep (`run_sweep`, with its callbacks and its per-trial cleanup)
+in one process, and records the resident set size (psutil) as each trial's `fit`
+begins, after the previous trial's cleanup. Reports the RSS after
 warm-up and at the end, the growth, and the least-squares slope in MB per
 trial over trials 10..N (the first trials pay one-off costs: imports, kernel
 registration, tracing caches).
 
 Cleanup modes (`--modes`, each run in its own subprocess so that none inherits
 another's heap):
-    tuner          the tuner's own `free_keras_memory`: clear_session, GC, and
-                   dropping the custom-gradient registrations TensorFlow keeps
-                   for every traced train step (the leak), with the pre-sweep
-                   heap frozen out of the collector as a sweep runs it;
-    clear_session  clear_session(free_memory=True) and GC only;
-    none           no cleanup (the baseline).
+    tuner          a descentkit sweep (its cleanup drops, besides the session, the
+                   custom-gradient registrations TensorFlow keeps for every traced
+                   train step);
+    clear_session  a plain Keras loop on the same model and SGD, with
+                   clear_session(free_memory=True) and GC after each trial;
+    none           the same loop with no cleanup (the baseline).
 
-Target (the issue): under 50 MB of growth over 100 trials, i.e. a slope under
+Target: under 50 MB of growth over 100 trials, i.e. a slope under
 0.5 MB/trial.
 
 Usage:
@@ -31,7 +31,6 @@ Needs psutil (`pip install descentkit[bench]`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -57,7 +56,7 @@ MODES = ("tuner", "clear_session", "none")
 LABELS = {"tuner": "tuner cleanup", "clear_session": "clear_session+gc", "none": "no cleanup"}
 
 
-def clear_session_only(keep_gradients=None) -> None:
+def clear_session_only() -> None:
     """What most sweeps do: Keras' clear_session and a GC, nothing more."""
     import gc
 
@@ -67,44 +66,69 @@ def clear_session_only(keep_gradients=None) -> None:
     gc.collect()
 
 
-def run_one(trials: int, mode: str, seed: int) -> dict:
-    """The sweep in this process; RSS (MB) after each trial's cleanup."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import optuna
+def _rss_recorder(rss: list[float]):
+    """A Keras callback noting the RSS (MB) as each trial's fit begins: after the previous trial's cleanup."""
+    import keras
     import psutil
 
-    import descentkit.tuner.objective as objective_module
-    from descentkit.tuner.config import PrunerSpec, load_study
-    from descentkit.tuner.objective import Objective, load_dataset
-    from descentkit.tuner.sweep import make_sampler
+    process = psutil.Process()
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if mode == "none":
-        objective_module.free_keras_memory = lambda keep_gradients=None: None
-    elif mode == "clear_session":
-        objective_module.free_keras_memory = clear_session_only
+    class RecordRSS(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            rss.append(process.memory_info().rss / 2**20)
+
+    return RecordRSS()
+
+
+def _digits_config(trials: int, seed: int):
+    from descentkit.tuner import load_study
 
     config = load_study("digits")
-    config = config.model_copy(update={"max_epochs": 1, "trials": trials, "pruner": PrunerSpec(name="none")})
-    data = load_dataset(config)
-    objective = Objective(config, data)
+    return config.model_copy(update={"max_epochs": 1, "trials": trials, "seed": seed, "first_trial": "sampler",
+                                     "pruner": config.pruner.model_copy(update={"name": "none", "options": {}})})
 
-    process = psutil.Process()
+
+def _plain_keras(config, trials: int, seed: int, rss: list[float], cleanup) -> None:
+    """`trials` one-epoch trials in a plain loop: random rates, the study's model and SGD, `cleanup` after each."""
+    import math
+    import random
+
+    from descentkit.studies import DATASETS, MODELS
+    from descentkit.tuner import build_optimizer
+
+    data = DATASETS[config.dataset.name](seed=seed)
+    rng = random.Random(seed)
+    recorder = _rss_recorder(rss)
+    for _ in range(trials):
+        params = {"learning_rate": 10 ** rng.uniform(-3, 0), "optimizer": "momentum", "momentum": 0.9,
+                  "batch_size": 32}
+        model = MODELS[config.model.name](params, data, **config.model.options)
+        steps = math.ceil(len(data.x_train) / 32)
+        model.compile(optimizer=build_optimizer(params, steps, 1), loss=data.loss, metrics=data.metrics)
+        model.fit(data.x_train, data.y_train, batch_size=32, epochs=1, verbose=0,
+                  validation_data=(data.x_val, data.y_val), callbacks=[recorder])
+        del model
+        cleanup()
+
+
+def run_one(trials: int, mode: str, seed: int) -> dict:
+    """The sweep in this process; RSS (MB) as each trial begins, after the previous one's cleanup."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tempfile
+
+    config = _digits_config(trials + 1, seed)  # one more: the RSS after trial N is read as trial N+1 begins
     rss: list[float] = []
-    states: dict[str, int] = {}
-
-    def record(study, trial) -> None:  # an Optuna callback: runs after the objective's `finally` cleanup
-        rss.append(process.memory_info().rss / 2**20)
-        states[trial.state.name] = states.get(trial.state.name, 0) + 1
-
-    study = optuna.create_study(direction=config.objective.direction, sampler=make_sampler(config, seed))
     start = time.perf_counter()
-    # A sweep runs its trials with the pre-sweep heap frozen out of the collector
-    # (tuner.sweep._optimize); so does the tuner's mode here.
-    heap = objective_module.frozen_heap() if mode == "tuner" else contextlib.nullcontext()
-    with heap:
-        study.optimize(objective, n_trials=trials, callbacks=[record], catch=(Exception,), gc_after_trial=False)
+    if mode == "tuner":
+        from descentkit.tuner import run_sweep
+
+        with tempfile.TemporaryDirectory(prefix="descentkit-memory-") as folder:
+            run_sweep(config, storage=f"{folder}/memory.journal", callbacks=[_rss_recorder(rss)], progress=False,
+                      tracking=False)
+    else:
+        _plain_keras(config, trials + 1, seed, rss, clear_session_only if mode == "clear_session" else (lambda: None))
     seconds = time.perf_counter() - start
+    rss = rss[1:]  # the first reading is before any trial
 
     def at(i: int) -> float:
         return rss[min(i, len(rss) - 1)]
@@ -114,7 +138,6 @@ def run_one(trials: int, mode: str, seed: int) -> dict:
     return {
         "mode": mode,
         "trials": len(rss),
-        "states": states,
         "rss_trial5_mb": round(at(5), 1),
         "rss_trial10_mb": round(at(WARMUP), 1),
         "rss_end_mb": round(rss[-1], 1),

@@ -46,7 +46,7 @@ def storage_cost(url: str, n: int = 100) -> float:
     """Milliseconds of storage work per trial with a no-op objective."""
     import optuna
 
-    from descentkit.tuner.storage import open_storage
+    from descentkit.tuner import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     store, _ = open_storage(url, "cost")

@@ -4,7 +4,7 @@ Usage:
     python benchmarks/studies_benchmark.py [--studies fashion-mlp,diabetes] [--trials 10]
                                            [--mode auto|sweep|fit] [--json results.json]
 
-`--mode sweep` runs a short sweep per study with `descentkit.tuner.sweep.run_sweep`
+`--mode sweep` runs a short sweep per study with `descentkit.tuner.run_sweep`
 (`--trials` trials, a fresh journal file in a temporary folder), so pruning and
 the sampler count. `--mode fit` trains a few hand-picked SGD settings per study
 with a plain Keras loop (the study's own loader, builder, optimizer and epochs,
@@ -99,8 +99,7 @@ def _better(direction: str, values: list[float]) -> float | None:
 
 
 def run_with_sweep(name: str, trials: int, folder: Path) -> StudyFigures:
-    from descentkit.tuner.config import load_study
-    from descentkit.tuner.sweep import run_sweep
+    from descentkit.tuner import load_study, run_sweep
 
     config = load_study(name)
     # MLflow's default store is ./mlflow.db and ./mlruns: keep the benchmark's runs in the scratch folder.
@@ -126,13 +125,13 @@ def run_with_fit(name: str, trials: int) -> StudyFigures:
     """Train up to `trials` hand-picked settings with plain `model.fit` (no callbacks, no pruning)."""
     import keras
 
-    from descentkit.tuner.config import load_study
-    from descentkit.tuner.objective import build_model, compile_model, free_keras_memory, load_dataset
+    from descentkit.studies import DATASETS, MODELS
+    from descentkit.tuner import build_optimizer, load_study
 
     config = load_study(name)
     metric, direction = config.objective.metric, config.objective.direction
     start = time.perf_counter()
-    data = load_dataset(config)
+    data = DATASETS[config.dataset.name](**{"seed": config.seed or 0, **config.dataset.options})
     load_s = time.perf_counter() - start
     settings = HAND_PICKED.get(name) or [{}]
     bests: list[float] = []
@@ -140,8 +139,9 @@ def run_with_fit(name: str, trials: int) -> StudyFigures:
     for params in settings[:trials]:
         keras.utils.set_random_seed(config.seed or 0)
         trial_start = time.perf_counter()
-        model = build_model(config, params, data)
-        compile_model(model, params, data, config.max_epochs)
+        model = MODELS[config.model.name](params, data, **config.model.options)
+        steps = math.ceil(len(data.x_train) / int(params.get("batch_size", 32)))
+        model.compile(optimizer=build_optimizer(params, steps, config.max_epochs), loss=data.loss, metrics=data.metrics)
         history = model.fit(
             data.x_train, data.y_train, batch_size=int(params.get("batch_size", 32)), epochs=config.max_epochs,
             validation_data=(data.x_val, data.y_val), verbose=0,
@@ -153,7 +153,7 @@ def run_with_fit(name: str, trials: int) -> StudyFigures:
             bests.append(best)
         print(f"  {name}: {params} -> best {metric} {best if best is None else round(best, 4)} "
               f"({time.perf_counter() - trial_start:.1f} s)", flush=True)
-        free_keras_memory()
+        keras.backend.clear_session(free_memory=True)
     total = time.perf_counter() - start
     return StudyFigures(name, "fit", metric, direction, _better(direction, bests), len(settings[:trials]), diverged, load_s, total)
 

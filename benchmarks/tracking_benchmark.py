@@ -48,18 +48,7 @@ def study_config(epochs: int, lr_high: float):
 
 def one_round(config, trials: int, tracking: bool, tracking_uri: str | None, root: Path) -> dict[str, float]:
     from descentkit.tuner import run_sweep
-    from descentkit.tuner import tracking as tracking_module
-    from descentkit.tuner.tracking import wants_figure
 
-    seconds_in_mlflow: list[float] = []
-    original_finish = tracking_module.SweepTracker.finish
-
-    def timed_finish(self, study):  # split the end-of-sweep summary from the per-trial logging
-        before = self.seconds
-        original_finish(self, study)
-        seconds_in_mlflow.extend([before, self.seconds - before])
-
-    tracking_module.SweepTracker.finish = timed_finish
     previous = Path.cwd()
     os.chdir(root)  # the default tracking store and the journal land here
     try:
@@ -69,11 +58,19 @@ def one_round(config, trials: int, tracking: bool, tracking_uri: str | None, roo
         wall = time.perf_counter() - start
     finally:
         os.chdir(previous)
-        tracking_module.SweepTracker.finish = original_finish
-    per_trial_mlflow, summary_mlflow = seconds_in_mlflow or [0.0, 0.0]
+    seconds = (result.tracking or {}).get("seconds") or {"trials": 0.0, "summary": 0.0}
     figures = sum(wants_figure(t) for t in result.study.get_trials(deepcopy=False)) if tracking else 0
-    return {"per_trial": wall / trials, "mlflow_per_trial": per_trial_mlflow / trials, "mlflow_summary": summary_mlflow,
+    return {"per_trial": wall / trials, "mlflow_per_trial": seconds["trials"] / trials, "mlflow_summary": seconds["summary"],
             "figures": figures}
+
+
+def wants_figure(trial) -> bool:
+    """Whether the tracker draws a `diagnostics.png` for the trial: pruned for a pathology, or flagged with one."""
+    from descentkit.diagnostics import SYMPTOMS
+
+    if trial.state.name == "FAIL" or not trial.user_attrs.get("history"):
+        return False
+    return trial.user_attrs.get("prune_reason") in SYMPTOMS or bool(trial.user_attrs.get("symptoms"))
 
 
 def main() -> None:

@@ -1,20 +1,19 @@
-"""Fixed cost of a short trial: descentkit's objective with and without its per-trial savings.
+"""Fixed cost of a short trial: a descentkit sweep's trials against the same trials in a plain Keras loop.
 
 Usage:
     python benchmarks/trial_overhead.py [--rounds 5] [--trials 6] [--epochs 1] [--threads 1]
 
 A bracket's first rung trains many configurations for one epoch each, so the
-fixed cost of a trial (build, trace, the final garbage collection) decides its
-wall time. This runs one-epoch digits trials through the real
-`Objective.train`, in rounds that alternate two set-ups in one process:
+fixed cost of a trial (build, trace, diagnosis, cleanup) decides its wall time.
+This runs one-epoch digits trials in rounds that alternate two set-ups in one
+process:
 
-    baseline   what a trial cost before: Keras builds the optimizer slots and
-               metric variables inside the first trace (TensorFlow then traces
-               the train step twice) and two final `gc.collect()` walk the
-               whole heap
-    descentkit optimizer and metrics built before the trace (`build_training_state`,
-               one trace) and the heap alive before the sweep frozen out of the
-               collector (`frozen_heap`)
+    keras      a plain loop: the study's model compiled with the same SGD,
+               `model.fit`, `clear_session` and a `gc.collect()` after each trial
+    descentkit `run_sweep` on the same study (random sampler, no pruner, no
+               tracking): the trial runner with its monitors, its pre-built
+               optimizer state and its frozen heap; the sweep's own start
+               (the preflight checks, opening the study) is timed apart
 
 and prints the median seconds per trial of each and their ratio.
 """
@@ -22,10 +21,12 @@ and prints the median seconds per trial of each and their ratio.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
+import math
 import os
+import random
 import statistics
+import tempfile
 import time
 
 
@@ -38,61 +39,71 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-    from descentkit.tuner.sweep import limit_threads
+    from descentkit.tuner import limit_threads
 
     limit_threads(args.threads)
+    import keras
     import optuna
 
-    import descentkit.tuner.objective as objective_module
-    from descentkit.studies import DATASETS
-    from descentkit.tuner import StudyConfig
+    from descentkit.studies import DATASETS, MODELS
+    from descentkit.tuner import StudyConfig, build_optimizer, run_sweep
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     config = StudyConfig.model_validate({
         "name": "overhead", "dataset": "digits", "model": {"name": "mlp", "options": {"units": [128, 64]}},
-        "max_epochs": 9, "seed": 0, "search_space": {
-            "learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
-            "optimizer": "momentum", "momentum": 0.9, "batch_size": 32}})
+        "max_epochs": args.epochs, "seed": 0, "sampler": "random", "pruner": "none", "first_trial": "sampler",
+        "search_space": {"learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
+                         "optimizer": "momentum", "momentum": 0.9, "batch_size": 32}})
     data = DATASETS["digits"]()
-    objective = objective_module.Objective(config, data)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0),
-                                pruner=optuna.pruners.NopPruner())
-    build_training_state = objective_module.build_training_state
-    free_keras_memory = objective_module.free_keras_memory
+    rng = random.Random(0)
 
-    def free_and_collect_again(keep_gradients: object = None) -> None:
-        free_keras_memory(keep_gradients)  # clear_session collects once ...
-        gc.collect()  # ... and the objective used to collect once more
+    def keras_round() -> float:
+        start = time.perf_counter()
+        for _ in range(args.trials):
+            params = {"learning_rate": 10 ** rng.uniform(-2, -1), "optimizer": "momentum", "momentum": 0.9,
+                      "batch_size": 32}
+            model = MODELS["mlp"](params, data, units=[128, 64])
+            model.compile(optimizer=build_optimizer(params, math.ceil(len(data.x_train) / 32), args.epochs),
+                          loss=data.loss, metrics=data.metrics)
+            model.fit(data.x_train, data.y_train, batch_size=32, epochs=args.epochs, verbose=0,
+                      validation_data=(data.x_val, data.y_val))
+            del model
+            keras.backend.clear_session(free_memory=True)
+            gc.collect()
+        return (time.perf_counter() - start) / args.trials
 
-    def round_of(setup: str) -> float:
-        ours = setup == "descentkit"
-        objective_module.build_training_state = build_training_state if ours else (lambda m, d: None)
-        objective_module.free_keras_memory = free_keras_memory if ours else free_and_collect_again
-        heap = objective_module.frozen_heap() if setup == "descentkit" else contextlib.nullcontext()
-        with heap:
+    class FirstFit(keras.callbacks.Callback):
+        """Notes when the first trial's fit begins: what comes before is the sweep's own start."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.at: float | None = None
+
+        def on_train_begin(self, logs=None):
+            if self.at is None:
+                self.at = time.perf_counter()
+
+    def descentkit_round() -> float:
+        first = FirstFit()
+        with tempfile.TemporaryDirectory(prefix="descentkit-overhead-") as folder:
             start = time.perf_counter()
-            for _ in range(args.trials):
-                trial = study.ask()
-                try:
-                    value, _ = objective.train(trial, args.epochs)
-                    study.tell(trial, value)
-                except optuna.TrialPruned:  # a diagnosis; the trial's cost counts all the same
-                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            return (time.perf_counter() - start) / args.trials
+            run_sweep(config, trials=args.trials, data=data, storage=f"{folder}/overhead.journal",
+                      callbacks=[first], progress=False, tracking=False)
+            end = time.perf_counter()
+        return (end - (first.at or start)) / args.trials
 
-    round_of("descentkit")  # warm-up: imports, first traces of TensorFlow's own functions
-    seconds: dict[str, list[float]] = {"baseline": [], "descentkit": []}
+    rounds = {"keras": keras_round, "descentkit": descentkit_round}
+    descentkit_round()  # warm-up: imports, first traces of TensorFlow's own functions
+    seconds: dict[str, list[float]] = {"keras": [], "descentkit": []}
     for i in range(args.rounds):
-        for setup in (("baseline", "descentkit") if i % 2 == 0 else ("descentkit", "baseline")):
-            seconds[setup].append(round_of(setup))
+        for setup in (("keras", "descentkit") if i % 2 == 0 else ("descentkit", "keras")):
+            seconds[setup].append(rounds[setup]())
             print(f"round {i + 1} {setup:<10} {seconds[setup][-1]:.3f} s/trial", flush=True)
-    objective_module.build_training_state = build_training_state
-    objective_module.free_keras_memory = free_keras_memory
-    base, ours = statistics.median(seconds["baseline"]), statistics.median(seconds["descentkit"])
+    base, ours = statistics.median(seconds["keras"]), statistics.median(seconds["descentkit"])
     print(f"\n{args.epochs}-epoch digits trials, median of {args.rounds} rounds of {args.trials}:")
-    print(f"  baseline   {base:.3f} s/trial")
-    print(f"  descentkit {ours:.3f} s/trial")
-    print(f"  ratio      {ours / base:.2f}x")
+    print(f"  plain keras {base:.3f} s/trial")
+    print(f"  descentkit  {ours:.3f} s/trial")
+    print(f"  ratio       {ours / base:.2f}x")
     return 0
 
 

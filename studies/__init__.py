@@ -10,6 +10,7 @@ from pathlib import Path
 
 from descentkit.studies._dataset import TASKS, Dataset
 from descentkit.studies._datasets import DATASETS
+from descentkit.studies._files import infer_task
 from descentkit.studies._models import MODELS, kernel_regularizer
 
 _HERE = Path(__file__).resolve().parent
@@ -35,5 +36,6 @@ __all__ = [
     "Dataset",
     "builtin_study_names",
     "builtin_study_path",
+    "infer_task",
     "kernel_regularizer",
 ]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from descentkit.studies._dataset import Dataset
-from descentkit.studies._files import load_csv, load_npz, split_validation
+from descentkit.studies._files import load_csv, load_npz, split_validation, standardize_features
 
 # Where Debian's `dataset-fashion-mnist` package puts the four idx files.
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -143,12 +143,6 @@ def load_fashion_mnist(
 
 # --- scikit-learn's bundled tables ------------------------------------------------
 
-def _standardize(train: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero mean, unit variance with the training rows' statistics only (no validation leak)."""
-    mean, std = train.mean(axis=0), train.std(axis=0)
-    return ((train - mean) / std).astype("float32"), ((val - mean) / std).astype("float32")
-
-
 def load_breast_cancer(seed: int = 0, validation_fraction: float = 0.25) -> Dataset:
     """Wisconsin diagnostic breast cancer (scikit-learn, bundled): 569 tumours, 30 features, binary.
 
@@ -159,7 +153,7 @@ def load_breast_cancer(seed: int = 0, validation_fraction: float = 0.25) -> Data
 
     bunch = _load()
     x_train, x_val, y_train, y_val = split_validation(bunch.data, bunch.target, validation_fraction, seed, stratify=True)
-    x_train, x_val = _standardize(x_train, x_val)
+    x_train, x_val = standardize_features(x_train, x_val)
     return Dataset(x_train, y_train.astype("int64"), x_val, y_val.astype("int64"), task="binary", name="breast-cancer")
 
 
@@ -174,8 +168,8 @@ def load_diabetes(seed: int = 0, validation_fraction: float = 0.25) -> Dataset:
 
     bunch = _load(scaled=False)
     x_train, x_val, y_train, y_val = split_validation(bunch.data, bunch.target, validation_fraction, seed, stratify=False)
-    x_train, x_val = _standardize(x_train, x_val)
-    y_train, y_val = _standardize(y_train[:, None], y_val[:, None])
+    x_train, x_val = standardize_features(x_train, x_val)
+    y_train, y_val = standardize_features(y_train[:, None], y_val[:, None])
     return Dataset(x_train, y_train[:, 0], x_val, y_val[:, 0], task="regression", name="diabetes")
 
 

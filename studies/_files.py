@@ -67,6 +67,14 @@ def _check_task(task: Any) -> str | None:
     return task
 
 
+def standardize_features(train: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero mean, unit variance with the training rows' statistics only (no validation leak),
+    as float32; a constant column stays constant (zero) instead of becoming NaN."""
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std = np.where(std == 0, 1.0, std)
+    return ((train - mean) / std).astype("float32"), ((val - mean) / std).astype("float32")
+
+
 def _is_integer_valued(values: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(values)) and np.all(np.mod(values, 1) == 0))
 
@@ -74,11 +82,12 @@ def _is_integer_valued(values: np.ndarray) -> bool:
 def infer_task(targets: np.ndarray) -> str:
     """`binary`, `multiclass` or `regression` from the target values.
 
-    Strings are class labels; numbers are class labels when all are integers
-    and there are at most `MAX_INFERRED_CLASSES` distinct values; else regression.
+    Strings, booleans and an integer array are class labels; floats are class
+    labels when all are whole numbers and there are at most `MAX_INFERRED_CLASSES`
+    distinct values (a text file's column is read as floats); else regression.
     """
     distinct = np.unique(targets)
-    if targets.dtype.kind in "OUS" or targets.dtype == bool:
+    if targets.dtype.kind in "OUSbiu":
         return "binary" if len(distinct) == 2 else "multiclass"
     if _is_integer_valued(targets.astype("float64")) and len(distinct) <= MAX_INFERRED_CLASSES:
         return "binary" if len(distinct) == 2 else "multiclass"
@@ -360,7 +369,5 @@ def load_csv(
         if yt.dtype.kind != yv.dtype.kind:  # one file has text labels: compare labels as text
             yt, yv = yt.astype(str), yv.astype(str)
     if standardize:
-        mean, std = xt.mean(axis=0), xt.std(axis=0)
-        std[std == 0] = 1.0  # a constant column stays constant (zero) instead of becoming NaN
-        xt, xv = (xt - mean) / std, (xv - mean) / std
+        xt, xv = standardize_features(xt, xv)
     return _finish(xt, yt, xv, yv, task, name=file.stem, target_option="target", feature_names=feature_names)

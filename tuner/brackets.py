@@ -6,33 +6,23 @@ the study's sampler (TPE by default), trains them all for a few epochs, keeps
 the best 1/eta and continues those from their checkpoints (model weights and
 optimizer state) instead of retraining, until the survivors reach
 `max_epochs`. Optuna's `SuccessiveHalvingPruner` and `HyperbandPruner` judge
-each trial against the trials that happen to have finished before it, so the
-first trials of a sweep run their whole budget (nothing to compare with yet);
-here every configuration of a rung is compared with its peers.
+each trial against the trials that happen to have finished before it; here
+every configuration of a rung is compared with its peers.
 
 After the first rung the leader, its best configuration, trains straight on to
-`max_epochs` before the others continue (the sweep has a fully trained good
-model after one rung instead of after the whole bracket: 12 instead of 17
-epochs to digits 0.93, median of 5 seeds in benchmarks/sweep_efficiency.py,
-every trial from the sampler).
-Its value at each later rung's epoch still ranks with the others there, so a
-configuration that overtakes it goes on too and one that does not is dropped.
-
-The sweep's informed first trial (`first_trial: range_test`, tuner/lr_find.py)
-trains to `max_epochs` before the rest of its bracket's first rung and takes no
-part in the halving: the bracket's other configurations share its places as
-before. (Holding a place like the leader instead was measured too: the same at
-the low targets, later at digits 0.97, 58 epochs against 38, median of 5 seeds.)
+`max_epochs` before the others continue, so the sweep has a fully trained good
+model after one rung instead of after the whole bracket. Its value at each later
+rung's epoch still ranks with the others there. A trial proposed by a range test
+(`first_trial: range_test`) trains to `max_epochs` before its bracket's first
+rung and takes no part in the halving.
 
 Diagnostics still cut a trial inside any rung (divergence within a few steps).
 A configuration dropped by the halving ends PRUNED with `prune_reason`
 "pruner" and its intermediate values, so TPE learns from it at once; the
-bracket's survivors stay RUNNING until they finish or are dropped.
-
-Every trial a bracket holds sends Optuna heartbeats from its ask to its tell
-(`budget.Heartbeats`), trained or waiting for its rung: a worker that dies
-mid-bracket on another machine leaves trials that go stale after the grace
-period, and Optuna's retry callback re-queues them for the other workers.
+bracket's survivors stay RUNNING until they finish or are dropped. Every trial a
+bracket holds sends Optuna heartbeats from its ask to its tell
+(`_recovery.Heartbeats`), so a worker that dies mid-bracket leaves trials that
+go stale and are re-queued for the other workers.
 """
 
 from __future__ import annotations
@@ -47,26 +37,15 @@ from typing import Any
 
 import optuna
 
-from descentkit.callbacks.optuna_pruning import PRUNER
-from descentkit.tuner.budget import (
-    FIRST_TRIAL_ATTR,
-    WORKER_ATTR,
-    BudgetLock,
-    Heartbeats,
-    check_interrupted,
-    counted_trials,
-    recover,
-    worker_id,
-)
+from descentkit.tuner import _record
+from descentkit.tuner._budget import Budget
+from descentkit.tuner._interrupts import check_interrupted
+from descentkit.tuner._recovery import Heartbeats, recover
 
 State = optuna.trial.TrialState
 
 DEFAULT_REDUCTION_FACTOR = 3
 DEFAULT_MIN_EPOCHS = 1
-# A configuration dropped by the halving was pruned by the pruner, not for a pathology.
-HALVED = PRUNER
-# The prune reason of a configuration the sweep's timeout left untrained.
-TIMEOUT = "timeout"
 
 
 @dataclass(frozen=True)
@@ -117,6 +96,13 @@ def hyperband_brackets(max_epochs: int, min_epochs: int = DEFAULT_MIN_EPOCHS,
     return brackets
 
 
+def brackets_for(config: Any) -> list[Bracket]:
+    """The bracket schedule of a study with `pruner: brackets` ([] for any other pruner)."""
+    if config.pruner.name != "brackets":
+        return []
+    return hyperband_brackets(config.max_epochs, **config.pruner.options)
+
+
 class BracketRunner:
     """Runs brackets on a study until its trial budget (or the deadline) is spent.
 
@@ -124,18 +110,18 @@ class BracketRunner:
         study: the Optuna study (its pruner should be a NopPruner: the halving is here).
         objective: a `descentkit.tuner.objective.Objective`.
         brackets: the schedule, cycled in order.
-        target: the study's total trial budget (None: until the deadline).
+        budget: the study's trial budget (`Budget`), which every bracket takes its trials from.
         deadline: `time.monotonic()` after which no new rung starts.
         callbacks: `callback(study, frozen_trial)` called for every finished trial.
-        lock: the study's `BudgetLock`, held while a bracket takes its trials.
+        lock: the study's budget lock (`StorageSpec.lock`), held while a bracket takes its trials.
         max_bracket: the most configurations one bracket takes (a worker's share of
             the budget); a smaller bracket keeps the schedule's ratios.
     """
 
-    def __init__(self, study: Any, objective: Any, brackets: list[Bracket], target: int | None,
-                 deadline: float | None, callbacks: list[Any], lock: BudgetLock, max_bracket: int | None = None) -> None:
+    def __init__(self, study: Any, objective: Any, brackets: list[Bracket], budget: Budget,
+                 deadline: float | None, callbacks: list[Any], lock: Any, max_bracket: int | None = None) -> None:
         self.study, self.objective, self.brackets = study, objective, brackets
-        self.target, self.deadline, self.callbacks, self.lock = target, deadline, callbacks, lock
+        self.budget, self.deadline, self.callbacks, self.lock = budget, deadline, callbacks, lock
         self.max_bracket = max_bracket
         self.maximize = objective.config.objective.direction == "maximize"
         self.heartbeats = Heartbeats(study)
@@ -164,16 +150,11 @@ class BracketRunner:
         """Ask up to `wanted` trials within the budget (re-queued ones first, as Optuna's ask does)."""
         with self.lock:
             recover(self.study)
-            if self.target is None:
-                room = wanted
-            else:  # asking a waiting (re-queued) trial adds none to the count
-                waiting = self.study.get_trials(deepcopy=False, states=(State.WAITING,))
-                room = self.target - counted_trials(self.study) + len(waiting)
             with warnings.catch_warnings():  # "Heartbeat ... supposed to be used with Study.optimize": sent here
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                trials = [self.study.ask() for _ in range(max(0, min(wanted, room)))]
+                trials = [self.study.ask() for _ in range(self.budget.take(wanted))]
             for trial in trials:  # owned from now: a worker that dies while a leader trains leaves none stranded
-                trial.set_user_attr(WORKER_ATTR, worker_id())
+                trial.set_user_attr(_record.WORKER, _record.worker_id())
                 self.heartbeats.start(trial)
             return trials
 
@@ -182,14 +163,14 @@ class BracketRunner:
         alive = {t.number: t for t in trials}
         checkpoints: dict[int, Any] = {}
         values: dict[int, float] = {}  # each configuration's value at the end of its latest rung
-        # The first rung's leader, trained on to max_epochs (module docstring): its
+        # The first rung's leader, trained on to max_epochs: its
         # value at each rung's epoch, ranked with the others at that rung.
         leader: dict[int, dict[int, float]] = {}
         with tempfile.TemporaryDirectory(prefix="descentkit-bracket-") as folder:
-            # The sweep's informed first guess (lr_find.propose_first_trial) trains
+            # The sweep's informed first guess (_range_plan.propose_first_trial) trains
             # to the end before the others' first rung, outside the halving.
             for number, trial in list(alive.items()):
-                if trial.user_attrs.get(FIRST_TRIAL_ATTR) and self._time_left():
+                if _record.first_trial(trial) and self._time_left():
                     del alive[number]
                     if self._train(trial, bracket.rungs[-1][1], checkpoints, values, None):
                         self._tell(trial, State.COMPLETE, values[number])
@@ -213,7 +194,7 @@ class BracketRunner:
                                 reverse=self.maximize)
                 for number in ranked[keep_n:]:
                     if number in alive:
-                        alive[number].set_user_attr("prune_reason", HALVED)
+                        alive[number].set_user_attr(_record.PRUNE_REASON, _record.HALVED)
                         self._tell(alive.pop(number), State.PRUNED)
                 # The next rung trains the best first: a good configuration reaches
                 # its longer budget as early as possible (anytime performance), and a
@@ -245,7 +226,7 @@ class BracketRunner:
     def _values_at_rungs(self, trial: Any, bracket: Bracket) -> dict[int, float]:
         """A trial's best value so far at the end of each rung's epochs (from its stored history)."""
         metric = self.objective.config.objective.metric
-        series = [float(v) for v in trial.user_attrs.get("history", {}).get(metric, [])]
+        series = [float(v) for v in _record.history(trial).get(metric, [])]
         best = max if self.maximize else min
         at = {}
         for level, (_, until) in enumerate(bracket.rungs):
@@ -256,7 +237,7 @@ class BracketRunner:
     def _end_at_deadline(self, alive: dict[int, Any], values: dict[int, float]) -> None:
         for number, trial in alive.items():
             if number not in values:
-                trial.set_user_attr("prune_reason", TIMEOUT)
+                trial.set_user_attr(_record.PRUNE_REASON, _record.TIMEOUT)
             self._tell(trial, State.COMPLETE if number in values else State.PRUNED, values.get(number))
 
     def _tell(self, trial: Any, state: Any, value: float | None = None) -> None:

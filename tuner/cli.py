@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from descentkit.tuner.config import ConfigError, load_study
+from descentkit.tuner import ConfigError, load_study
 
 EXIT_USAGE = 2
 
@@ -76,7 +76,7 @@ def sweep(study: str, trials: int | None, total_trials: int | None, timeout: flo
     """
     if trials is not None and total_trials is not None:
         _fail("give --trials (trials to add) or --total-trials (trials the study should hold), not both")
-    from descentkit.tuner.storage import check_storage
+    from descentkit.tuner import check_storage
 
     try:
         config = load_study(study)
@@ -87,7 +87,7 @@ def sweep(study: str, trials: int | None, total_trials: int | None, timeout: flo
     # MLflow sets its own logger to INFO when imported: "Updating database tables" is
     # not news to a user who asked for a sweep. Their own MLFLOW_LOGGING_LEVEL wins.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    from descentkit.tuner.sweep import interrupts, run_sweep
+    from descentkit.tuner import interrupts, run_sweep
 
     with interrupts():  # a second Ctrl-C while the first is handled exits at once
         try:
@@ -100,7 +100,7 @@ def sweep(study: str, trials: int | None, total_trials: int | None, timeout: flo
             click.echo("\nInterrupted: finished trials are stored, interrupted ones re-queued; "
                        "run the same command to resume.", err=True)
             sys.exit(130)
-    from descentkit.tuner.report import pathology_map
+    from descentkit.tuner import pathology_map
 
     view = pathology_map(result.study)
     if as_json:
@@ -116,7 +116,7 @@ def sweep(study: str, trials: int | None, total_trials: int | None, timeout: flo
 
 def _pathology_lines(view: dict) -> str:
     """Where in the search space the pathologies were (the pathology map without its title)."""
-    from descentkit.tuner.report import pathology_text
+    from descentkit.tuner import pathology_text
 
     return "Pathologies:\n" + "\n".join("  " + line for line in pathology_text(view, title=False).splitlines())
 
@@ -129,22 +129,19 @@ def _stored_study(study: str, storage: str | None, study_name: str | None):
             name = load_study(study).name
         except ConfigError:
             name = Path(study).stem  # a study stored under a name with no file here
-    import optuna
+    from descentkit.tuner import StorageSpec
 
-    from descentkit.tuner.storage import check_storage, default_storage_url, open_storage
-
+    spec = StorageSpec(storage, name)
     try:
-        check_storage(storage)
+        spec.check()
     except ConfigError as exc:
         _fail(str(exc))
-    if storage is None and not Path(default_storage_url(name)).is_file():
+    if storage is None and not Path(spec.resolved).is_file():
         _fail(f"no stored study {name!r} under ./descentkit_studies/; run `descentkit sweep {study}` first or pass --storage")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    store, location = open_storage(storage, name)
     try:
-        return name, optuna.load_study(study_name=name, storage=store), location
+        return name, spec.load_study(), spec.shown
     except KeyError:
-        _fail(f"no study named {name!r} in {location}; pass --study-name")
+        _fail(f"no study named {name!r} in {spec.shown}; pass --study-name")
 
 
 _storage_option = click.option("--storage", envvar="DESCENTKIT_STORAGE", help="[env DESCENTKIT_STORAGE] Storage URL or journal path (default: the embedded file of STUDY).")
@@ -161,8 +158,7 @@ _study_name_option = click.option("--study-name", help="Name of the stored study
 def results(study: str, storage: str | None, study_name: str | None, as_json: bool, top: int, plot: Path | None) -> None:
     """Print the results of a stored sweep of STUDY again, with where its pathologies were."""
     _, stored, location = _stored_study(study, storage, study_name)
-    from descentkit.tuner.report import pathology_map
-    from descentkit.tuner.results import summarize_study, trial_rows
+    from descentkit.tuner import pathology_map, summarize_study, trial_rows
 
     summary = summarize_study(stored, location, top=top)
     view = pathology_map(stored)
@@ -175,7 +171,7 @@ def results(study: str, storage: str | None, study_name: str | None, as_json: bo
         click.echo(summary.to_text(top=top))
         click.echo(_pathology_lines(view))
     if plot is not None:
-        from descentkit.tuner.report import plot_pathology_map
+        from descentkit.tuner import plot_pathology_map
 
         plot_pathology_map(stored).savefig(plot, dpi=100)
         if not as_json:
@@ -192,7 +188,7 @@ def mlflow_relog(study: str, storage: str | None, study_name: str | None, tracki
     """Log the trials of STUDY that MLflow missed (e.g. while the server was down). Safe to repeat."""
     name, stored, location = _stored_study(study, storage, study_name)
     _quiet_tensorflow()
-    from descentkit.tuner.tracking import relog_study
+    from descentkit.tuner import relog_study
 
     try:
         logged = relog_study(stored, tracking_uri, experiment_name=experiment, storage=storage and location)
@@ -213,7 +209,7 @@ def report(study: str, storage: str | None, study_name: str | None, output: Path
     """Write a self-contained HTML report of STUDY: best trials, pathology map, plots, advice."""
     name, stored, _ = _stored_study(study, storage, study_name)
     _quiet_tensorflow()
-    from descentkit.tuner.report import write_report
+    from descentkit.tuner import write_report
 
     click.echo(f"Report: {write_report(stored, output or Path(f'{name}-report.html'))}")
 
@@ -240,15 +236,12 @@ def lr_find(study: str, min_lr: float, max_lr: float, batch_size: int | None, pl
         _fail(f"--min-lr ({min_lr:g}) must be below --max-lr ({max_lr:g})")
     _quiet_tensorflow()
     from descentkit.diagnostics import plot_lr_range
-    from descentkit.tuner.lr_find import lr_range_test
-    from descentkit.tuner.sweep import sweep_dataset
+    from descentkit.tuner import lr_range_test
 
     try:
-        data = sweep_dataset(config)
+        result = lr_range_test(config, min_lr=min_lr, max_lr=max_lr, batch_size=batch_size)
     except ConfigError as exc:
         _fail(str(exc))
-    try:
-        result = lr_range_test(config, data, min_lr=min_lr, max_lr=max_lr, batch_size=batch_size)
     except ValueError as exc:  # the loss was non-finite from the start: the message says what to change
         _fail(str(exc))
     path = plot or Path(f"{config.name}-lr-find.png")

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from descentkit.diagnostics import SYMPTOMS, TRAINING_SYMPTOMS
+from descentkit.diagnostics import TRAINING_SYMPTOMS
+from descentkit.tuner._space import CategoricalParam, FloatParam, IntParam, Param, _Strict
 
 OPTIMIZER_VARIANTS = ("sgd", "momentum", "nesterov")
 SCHEDULES = ("constant", "cosine", "exponential", "step")
@@ -24,77 +24,13 @@ SAMPLERS = ("tpe", "random", "gp", "cmaes")
 PRUNERS = ("brackets", "median", "successive_halving", "hyperband", "none")
 
 # Symptoms that end a trial PRUNED by default: the ones that make a trial
-# hopeless (shared/DESIGN.md, Optuna semantics). Overfitting, oscillation and
+# hopeless. Overfitting, oscillation and
 # saturation are reported but do not stop a trial unless the study file says so.
 DEFAULT_PRUNE_ON = ("divergence", "exploding_gradients", "vanishing_gradients", "dead_units", "stalled_training")
 
 
 class ConfigError(ValueError):
     """A study file or option that cannot be used; `str()` is one line naming the field."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_step(step: float, low: float, high: float) -> None:
-    """A step must be positive and fit inside the range (else every trial fails in Optuna)."""
-    if not (math.isfinite(step) and step > 0):
-        raise ValueError(f"step must be a positive number, got {step:g}")
-    if high > low and step > high - low:
-        raise ValueError(f"step ({step:g}) is larger than the range {low:g}..{high:g} ({high - low:g}); "
-                         f"use a step of at most {high - low:g} or widen the range")
-
-
-class FloatParam(_Strict):
-    type: Literal["float"]
-    low: float
-    high: float
-    log: bool = False
-    step: float | None = None
-
-    @model_validator(mode="after")
-    def _check_range(self) -> FloatParam:
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise ValueError("low and high must be finite numbers")
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low:g}) is above high ({self.high:g}); swap them")
-        if self.log and self.low <= 0:
-            raise ValueError(f"log: true needs low > 0, got low={self.low:g}; use e.g. low: 1.0e-4")
-        if self.log and self.step is not None:
-            raise ValueError("step cannot be combined with log: true; drop one of them")
-        if self.step is not None:
-            _check_step(self.step, self.low, self.high)
-        return self
-
-
-class IntParam(_Strict):
-    type: Literal["int"]
-    low: int
-    high: int
-    log: bool = False
-    step: int = 1
-
-    @model_validator(mode="after")
-    def _check_range(self) -> IntParam:
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low}) is above high ({self.high}); swap them")
-        if self.log and self.low < 1:
-            raise ValueError(f"log: true needs low >= 1, got low={self.low}")
-        if self.log and self.step != 1:
-            raise ValueError("step cannot be combined with log: true; drop one of them")
-        _check_step(self.step, self.low, self.high)
-        return self
-
-
-class CategoricalParam(_Strict):
-    type: Literal["categorical"]
-    choices: list[Union[bool, int, float, str, None]] = Field(min_length=1)
-
-
-Distribution = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
-Fixed = Union[bool, int, float, str, list[Union[int, float, str]]]
-Param = Union[Distribution, Fixed]
 
 
 def _check_entry_point(value: str, what: str) -> None:
@@ -110,6 +46,16 @@ def _check_entry_point(value: str, what: str) -> None:
         raise ValueError(f"module {module_name!r} has no function {attr!r}")
 
 
+def _known_or_importable(value: str, what: str, registry: Any) -> str:
+    """A built-in name, or a `package.module:function` that imports now (a typo fails before any trial)."""
+    if value not in registry:
+        if ":" not in value:
+            raise ValueError(f"unknown {what} {value!r}; built-ins: {', '.join(sorted(registry))}, "
+                             "or write 'package.module:function'")
+        _check_entry_point(value, what)
+    return value
+
+
 class DatasetSpec(_Strict):
     """A built-in dataset name or `package.module:function`, with keyword options."""
 
@@ -121,11 +67,7 @@ class DatasetSpec(_Strict):
     def _known(cls, value: str) -> str:
         from descentkit.studies import DATASETS
 
-        if value not in DATASETS:
-            if ":" not in value:
-                raise ValueError(f"unknown dataset {value!r}; built-ins: {', '.join(sorted(DATASETS))}, or write 'package.module:function'")
-            _check_entry_point(value, "dataset")
-        return value
+        return _known_or_importable(value, "dataset", DATASETS)
 
 
 class ModelSpec(_Strict):
@@ -140,11 +82,7 @@ class ModelSpec(_Strict):
     def _known(cls, value: str) -> str:
         from descentkit.studies import MODELS
 
-        if value not in MODELS:
-            if ":" not in value:
-                raise ValueError(f"unknown model {value!r}; built-ins: {', '.join(sorted(MODELS))}, or write 'package.module:function'")
-            _check_entry_point(value, "model")
-        return value
+        return _known_or_importable(value, "model", MODELS)
 
 
 class ObjectiveSpec(_Strict):
@@ -158,7 +96,7 @@ class SamplerSpec(_Strict):
 
 
 class PrunerSpec(_Strict):
-    # brackets: descentkit's bracketed successive halving with checkpoint resume (tuner/brackets.py)
+    # brackets: bracketed successive halving with checkpoint resume (`brackets.BracketRunner`)
     name: Literal["brackets", "median", "successive_halving", "hyperband", "none"] = "brackets"
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -210,13 +148,9 @@ class StudyConfig(_Strict):
     # Only confident findings end a trial: a warning (say, half the ReLUs of a layer
     # dead after one epoch) often recovers; a critical finding is judged hopeless.
     prune_severity: Literal["warning", "critical"] = "critical"
-    # Search only the learning-rate band the sweep has found stable so far
-    # (tuner/stable_band.py): rates beyond the edges where trials diverged or
-    # stalled are redrawn inside it.
-    narrow_learning_rate: bool = False
     # A new study's first trial: `range_test` takes its learning rate from a
     # learning-rate range test and the rest from the middle of their ranges
-    # (tuner/lr_find.py); `sampler` leaves it to the sampler like every other.
+    # (`_range_plan.first_trial_params`); `sampler` leaves it to the sampler like every other.
     first_trial: Literal["range_test", "sampler"] = "range_test"
 
     _shorthands = field_validator("dataset", "model", "sampler", "pruner", mode="before")(
@@ -231,13 +165,15 @@ class StudyConfig(_Strict):
                              "lower it or raise max_epochs")
         return self
 
-    @model_validator(mode="after")
-    def _narrowable(self) -> StudyConfig:
-        rate = self.search_space.get("learning_rate")
-        if self.narrow_learning_rate and not (isinstance(rate, FloatParam) or rate == "auto"):
-            raise ValueError("narrow_learning_rate: true needs learning_rate searched as a range "
-                             "({type: float, low: ..., high: ..., log: true}) or auto")
-        return self
+    @property
+    def auto_learning_rate(self) -> bool:
+        """Whether the learning rate's range comes from a range test (`learning_rate: auto`)."""
+        return self.search_space.get("learning_rate") == "auto"
+
+    def with_learning_rate(self, low: float, high: float) -> StudyConfig:
+        """The study with `learning_rate` searched log-uniformly in [low, high]."""
+        space = {**self.search_space, "learning_rate": FloatParam(type="float", low=float(low), high=float(high), log=True)}
+        return self.model_copy(update={"search_space": space})
 
     @field_validator("prune_on")
     @classmethod
@@ -361,25 +297,3 @@ def _relative_to(config: StudyConfig, folder: Path) -> StudyConfig:
     if options == config.dataset.options:
         return config
     return config.model_copy(update={"dataset": config.dataset.model_copy(update={"options": options})})
-
-
-__all__ = [
-    "DEFAULT_PRUNE_ON",
-    "OPTIMIZER_VARIANTS",
-    "PRUNERS",
-    "SAMPLERS",
-    "SCHEDULES",
-    "SYMPTOMS",
-    "CategoricalParam",
-    "ConfigError",
-    "DatasetSpec",
-    "FloatParam",
-    "IntParam",
-    "ModelSpec",
-    "ObjectiveSpec",
-    "PrunerSpec",
-    "SamplerSpec",
-    "StudyConfig",
-    "load_study",
-    "parse_study",
-]

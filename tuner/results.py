@@ -1,4 +1,4 @@
-"""A study's results: best trials, counts by state, prune reasons, as text or JSON."""
+"""A study's results: a progress bar while it runs; then best trials, counts by state, prune reasons, as text or JSON."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from descentkit.tuner import _record
+from descentkit.tuner._budget import counted
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
@@ -73,31 +76,25 @@ def _fmt(value: Any) -> str:
 
 
 def _row(trial: Any) -> TrialRow:
-    attrs = trial.user_attrs
     value = trial.value if trial.value is not None and math.isfinite(trial.value) else None
-    error = None
-    if "error_type" in attrs:
-        error = f"{attrs['error_type']}: {attrs.get('error_message', '')}"
     return TrialRow(
         number=trial.number,
         state=trial.state.name,
         value=value,
         params=dict(trial.params),
-        epochs_trained=attrs.get("epochs_trained"),
-        prune_reason=attrs.get("prune_reason"),
-        symptoms=list(attrs.get("symptoms", [])),
-        error=error,
+        epochs_trained=_record.epochs_trained(trial),
+        prune_reason=_record.prune_reason(trial),
+        symptoms=_record.recorded_symptoms(trial),
+        error=_record.error_text(trial),
     )
 
 
 def summarize_study(study: Any, storage: str = "", top: int = 5) -> StudySummary:
     """Summarise an Optuna study: counts by state, prune reasons, the `top` best completed trials."""
-    from descentkit.tuner.budget import counted
-
     everything = study.get_trials(deepcopy=False)
     trials = counted(everything)
     counts = Counter(t.state.name for t in trials)
-    reasons = Counter(t.user_attrs.get("prune_reason", "pruner") for t in trials if t.state.name == "PRUNED")
+    reasons = Counter(_record.pruned_for(t) for t in trials if t.state.name == "PRUNED")
     maximize = study.direction.name == "MAXIMIZE"
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
     complete.sort(key=lambda t: t.value, reverse=maximize)
@@ -116,3 +113,28 @@ def summarize_study(study: Any, storage: str = "", top: int = 5) -> StudySummary
 def trial_rows(study: Any) -> list[TrialRow]:
     """Every trial of the study as a row (for JSON output)."""
     return [_row(t) for t in study.get_trials(deepcopy=False)]
+
+
+class Progress:
+    """A tqdm bar over trials showing the best value and the trials pruned or failed
+    (an Optuna callback, `(study, frozen_trial)`)."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, disable=not enabled, unit="trial", dynamic_ncols=True, desc="sweep")
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        state = trial.state.name.lower()
+        self.counts[state] = self.counts.get(state, 0) + 1
+        postfix = {k: v for k, v in self.counts.items() if k != "complete"}
+        try:
+            postfix = {"best": f"{study.best_value:.4g}", **postfix}
+        except ValueError:  # no completed trial yet
+            pass
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,33 +1,43 @@
-"""Where studies live: an embedded journal file by default, any Optuna storage URL on request.
+"""Where studies live: `StorageSpec`, one storage option resolved once (kind, URL, printable
+location, lock), opened with retry.
 
 The default is one journal file per study under `./descentkit_studies/` in the
 working directory: no server, safe for several processes on one machine, and
-about 10x faster than SQLite here (shared/DESIGN.md, Defaults).
+about 10x faster than SQLite here.
 """
 
 from __future__ import annotations
 
 import os
+import random
+import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from descentkit.tuner.config import ConfigError
+from descentkit.tuner._lock import BudgetLock
+from descentkit.tuner._storage_url import (
+    StorageError,
+    check_storage,
+    connect_args,
+    describe_server_error,
+    journal_path,
+    redact,
+    sqlite_path,
+    storage_kind,
+)
 
 DEFAULT_DIR = "descentkit_studies"
-JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
 # Heartbeats let a worker that died be noticed and its trials re-run (RDB storages:
 # PostgreSQL, SQLite). DESCENTKIT_HEARTBEAT_S overrides the interval; a trial whose
 # heartbeat is older than HEARTBEAT_GRACE_INTERVALS intervals is stale.
 HEARTBEAT_INTERVAL_S = 60
 HEARTBEAT_GRACE_INTERVALS = 3
-# Seconds a database server gets to answer a connection (a storage check stays under 10 s).
-CONNECT_TIMEOUT_S = 5
-EXAMPLES = "postgresql+psycopg2://user@host/db, sqlite:///path/to/studies.db or a journal file path"
+OPEN_ATTEMPTS = 5
 
-
-class StorageError(ConfigError):
-    """A storage URL or path that cannot work: one line naming it (password hidden) and the fix."""
+T = TypeVar("T")
 
 
 def heartbeat_interval_s() -> int:
@@ -40,156 +50,120 @@ def default_storage_url(study_name: str, root: str | os.PathLike[str] | None = N
     return str(base / f"{study_name}.journal")
 
 
-def is_journal(url: str) -> bool:
-    return url.startswith("journal:") or url.endswith(JOURNAL_SUFFIXES) or "://" not in url
+@dataclass(frozen=True)
+class StorageSpec:
+    """A study's storage, resolved once from the user's option.
 
+    Args:
+        url: the storage option as given: an Optuna storage URL, a journal file's
+            path, or None for the embedded default (`default_storage_url`).
+        study_name: the study stored there (names the default file and the lock).
+    """
 
-def redact(url: str) -> str:
-    """The URL with any password replaced by ***, for logs, tags and summaries."""
-    if is_journal(url) or "://" not in url:
-        return url
-    try:
+    url: str | None
+    study_name: str
+
+    @property
+    def resolved(self) -> str:
+        return self.url if self.url is not None else default_storage_url(self.study_name)
+
+    @property
+    def kind(self) -> str:
+        """"journal", "sqlite", "postgresql" or "server"."""
+        return storage_kind(self.resolved)
+
+    @property
+    def shown(self) -> str:
+        """The storage with its password hidden (for messages, tags and summaries)."""
+        return redact(self.resolved) if self.kind != "journal" else str(journal_path(self.resolved))
+
+    @property
+    def on_a_server(self) -> bool:
+        """Whether workers on other machines may share it."""
+        return self.kind in ("postgresql", "server")
+
+    def check(self) -> None:
+        """StorageError now, in one line, for a storage that cannot hold a study (`check_storage`)."""
+        check_storage(self.url)
+
+    def lock(self) -> BudgetLock:
+        """The study's budget lock on this storage (a no-op where no other process can see it)."""
+        if self.kind == "journal":
+            return BudgetLock(self.study_name, path=str(journal_path(self.resolved)))
+        if self.kind == "sqlite":
+            return BudgetLock(self.study_name, path=sqlite_path(self.resolved))
+        if self.kind == "postgresql":
+            return BudgetLock(self.study_name, server_url=self.resolved)
+        return BudgetLock(self.study_name)
+
+    def open(self) -> Any:
+        """An Optuna storage (a journal file's folder is created)."""
+        import optuna
+
+        if self.kind == "journal":
+            path = journal_path(self.resolved)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return _rdb(self.resolved, heartbeat_interval_s())
+
+    def open_with_retry(self, use: Callable[[Any], T], attempts: int = OPEN_ATTEMPTS) -> T:
+        """`use(self.open())`, retried after a short random wait when the storage fails.
+
+        Two workers creating the tables of an empty PostgreSQL database at the same
+        moment make one of them fail; by the retry the other has created them. A
+        storage still failing raises a one-line StorageError; a ConfigError from
+        `use` is raised at once.
+        """
+        from descentkit.tuner.config import ConfigError
+
+        for attempt in range(attempts):
+            try:
+                return use(self.open())
+            except ConfigError:
+                raise
+            except Exception as exc:
+                if attempt == attempts - 1 or self.url is None:
+                    failure = self.failure(exc)
+                    if failure is exc:
+                        raise
+                    raise failure from None
+                time.sleep(0.2 + random.random() * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def failure(self, exc: Exception) -> Exception:
+        """A StorageError with one line for a storage that failed while in use (a read-only
+        database, a server gone), else `exc` itself."""
+        import sqlalchemy
         from sqlalchemy.engine import make_url
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not an SQLAlchemy URL: hide everything between "//" and "@"
-        head, _, tail = url.partition("://")
-        if "@" in tail:
-            return f"{head}://***@{tail.split('@', 1)[1]}"
-        return url
+        shown = self.shown if self.url is not None else "(the embedded journal file)"
+        if isinstance(exc, sqlalchemy.exc.SQLAlchemyError) and self.url is not None:
+            text = str(getattr(exc, "orig", None) or exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            if "readonly" in text.replace("-", "").replace(" ", "").lower():
+                return StorageError(f"storage {shown}: the database is read-only ({first}); make the file and its "
+                                    "directory writable, or copy it to a path you can write")
+            if self.kind == "sqlite":
+                return StorageError(f"storage {shown}: SQLite failed ({first}); check the path and its permissions")
+            return StorageError(describe_server_error(shown, make_url(self.url), exc))
+        if isinstance(exc, OSError):
+            return StorageError(f"storage {shown}: {exc.strerror or exc} ({exc.filename}); choose a path you can write")
+        return exc
 
+    def load_study(self) -> Any:
+        """The stored Optuna study; KeyError when the storage holds none of that name."""
+        import optuna
 
-def _journal_path(url: str) -> Path:
-    return Path(url.removeprefix("journal:")).expanduser()
-
-
-def check_storage(url: str | None) -> None:
-    """StorageError (one line: the URL, password hidden, and what to do) when `url`
-    cannot hold a study: a bad scheme, a missing driver, a directory that does not
-    exist, a read-only file, a server that cannot be reached or refuses the login.
-
-    Fast: no TensorFlow, no Optuna; a server gets CONNECT_TIMEOUT_S to answer.
-    None (the embedded default) is checked when it is opened.
-    """
-    if url is None:
-        return
-    if is_journal(url):
-        _check_file(_journal_path(url), url, journal=True)
-        return
-    import sqlalchemy
-    from sqlalchemy.engine import make_url
-
-    shown = redact(url)
-    try:
-        parsed = make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise StorageError(f"storage {shown}: not a storage URL; write {EXAMPLES}") from None
-    scheme = parsed.drivername
-    if scheme in ("postgres", "postgres+psycopg2"):
-        raise StorageError(f"storage {shown}: {scheme}:// is not a scheme SQLAlchemy knows; "
-                           f"write postgresql+psycopg2://{shown.split('://', 1)[1]}")
-    try:
-        parsed.get_dialect()
-    except sqlalchemy.exc.NoSuchModuleError:
-        raise StorageError(f"storage {shown}: unknown scheme {scheme!r}; write {EXAMPLES}") from None
-    except ImportError as exc:
-        extra = " (pip install 'descentkit[postgres]')" if parsed.get_backend_name() == "postgresql" else ""
-        raise StorageError(f"storage {shown}: the driver for {scheme} is not installed ({exc}); install it{extra}") from None
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:") or database.startswith("file:"):
-            return
-        _check_file(Path(database).expanduser(), shown, journal=False)
-        return
-    _check_server(url, shown, parsed)
-
-
-def _check_file(path: Path, shown: str, journal: bool) -> None:
-    """The file (a journal, or a SQLite database) can be created or written."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise StorageError(f"storage {shown}: {path} is a directory; name a file in it (e.g. {path / 'studies.db'})")
-    if journal:
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"storage {shown}: cannot create the directory {parent} ({exc.strerror}); "
-                               "choose a path you can write") from None
-    elif not parent.is_dir():
-        raise StorageError(f"storage {shown}: the directory {parent} does not exist; "
-                           f"create it (mkdir -p {parent}) or choose another path")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise StorageError(f"storage {shown}: {path} is read-only; make it writable (chmod u+w {path}) "
-                           "or copy it to a path you can write")
-    if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise StorageError(f"storage {shown}: the directory {parent} is not writable; "
-                           "choose a path you can write or fix its permissions")
-    if not journal and path.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        # SQLite writes its rollback journal beside the database
-        raise StorageError(f"storage {shown}: the directory {parent} is read-only and SQLite writes beside "
-                           f"{path.name}; make it writable or move the database")
-
-
-def _connect_args(parsed: Any) -> dict[str, Any]:
-    return {"connect_timeout": CONNECT_TIMEOUT_S} if parsed.get_backend_name() == "postgresql" else {}
-
-
-def _check_server(url: str, shown: str, parsed: Any) -> None:
-    import sqlalchemy
-
-    try:
-        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args=_connect_args(parsed))
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT 1"))
-        engine.dispose()
-    except Exception as exc:
-        raise StorageError(describe_server_error(shown, parsed, exc)) from None
-
-
-def describe_server_error(shown: str, parsed: Any, exc: BaseException) -> str:
-    """One line for a database server's refusal: what it said and what to do."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    lowered = text.lower()
-    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
-    if isinstance(exc, ImportError):
-        extra = "pip install 'descentkit[postgres]'" if parsed.get_backend_name() == "postgresql" else "install it"
-        return f"storage {shown}: the database driver is not installed ({first}); {extra}"
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return (f"storage {shown}: the server refused the password of user {parsed.username!r}; "
-                "check the password (PGPASSWORD in DESCENTKIT_STORAGE) and the user name")
-    if "database" in lowered and "does not exist" in lowered:
-        return (f"storage {shown}: database {parsed.database!r} does not exist on {where}; create it "
-                f"(createdb --owner {parsed.username or 'USER'} {parsed.database}) or fix the name")
-    if "role" in lowered and "does not exist" in lowered:
-        return (f"storage {shown}: user {parsed.username!r} does not exist on {where}; create it "
-                "(createuser --pwprompt NAME) or fix the user name")
-    if any(k in lowered for k in ("connection refused", "could not connect", "timeout expired", "timed out",
-                                  "could not translate host name", "no route to host", "name or service not known",
-                                  "network is unreachable")):
-        return (f"storage {shown}: cannot reach the database server at {where} ({first}); check the host "
-                "and port, and that the server is running and accepts TCP connections from here")
-    if "invalid response" in lowered or "closed the connection unexpectedly" in lowered:
-        return (f"storage {shown}: what answers at {where} is not a database server accepting connections "
-                f"({first}); check the host and port")
-    return f"storage {shown}: the database refused the connection ({first}); check the URL"
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return optuna.load_study(study_name=self.study_name, storage=self.open())
 
 
 def open_storage(url: str | None, study_name: str) -> tuple[Any, str]:
     """An Optuna storage for `url` (None: the embedded default) and its printable location."""
-    import optuna
-
-    if url is None:
-        url = default_storage_url(study_name)
-    if is_journal(url):
-        path = _journal_path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        backend = optuna.storages.journal.JournalFileBackend(str(path))
-        return optuna.storages.JournalStorage(backend), str(path)
-    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = _rdb(url, heartbeat_interval_s())
-    return storage, redact(url)
+    spec = StorageSpec(url, study_name)
+    return spec.open(), spec.shown
 
 
 def _rdb(url: str, interval: int) -> Any:
@@ -203,5 +177,5 @@ def _rdb(url: str, interval: int) -> Any:
         heartbeat_interval=interval,
         grace_period=interval * HEARTBEAT_GRACE_INTERVALS,
         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
-        engine_kwargs={"pool_pre_ping": True, "connect_args": _connect_args(make_url(url))},
+        engine_kwargs={"pool_pre_ping": True, "connect_args": connect_args(make_url(url))},
     )

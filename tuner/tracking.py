@@ -35,167 +35,23 @@ Layout in MLflow (the filters in README.md rely on these names):
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import shutil
 import sys
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from descentkit.callbacks import _mlflow
-from descentkit.diagnostics import SYMPTOMS
-from descentkit.diagnostics._health import health_metrics, health_record
-from descentkit.tuner.storage import redact
+from descentkit.tuner._mlflow_runs import SweepRuns, _delete_quietly, _numbers, mlflow_command
+from descentkit.tuner._storage_url import redact
+from descentkit.tuner._tracking_payload import FINISHED_STATES
 
-STUDY_TAG = "descentkit.study"
-ROLE_TAG = "descentkit.role"
-TRIAL_TAG = "descentkit.trial"
-STATE_TAG = "descentkit.state"
-PRUNE_REASON_TAG = "descentkit.prune_reason"
-PARENT_ROLE, TRIAL_ROLE = "parent", "trial"
-PARENT_TAG = "mlflow.parentRunId"
-# MLflow's UI puts metrics named `<section>/<name>` in one section per prefix: the
-# one-value metrics of a trial stay apart from its per-epoch curves.
-TRIAL_METRIC_PREFIX = "trial/"
-OBJECTIVE_METRIC = TRIAL_METRIC_PREFIX + "objective"
-PARAM_METRIC_PREFIX = "param/"
-PARENT_OBJECTIVE_METRIC = "trial_objective"
-FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
-# A pruned trial was stopped on purpose: KILLED, not FAILED, in MLflow's vocabulary.
-RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 # After a failed call, trials finishing within this many seconds are not tried
 # (a dead server would otherwise cost each trial a timeout); `finish` tries again.
 RETRY_AFTER_S = 30.0
-MAX_ERROR_TAG = 500
 
 
-def _ms(moment: Any) -> int | None:
-    return None if moment is None else int(moment.timestamp() * 1000)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _flatten(prefix: str, value: Any, into: dict[str, Any]) -> None:
-    """Nested config as dotted params; a search-space entry stays one JSON param."""
-    if isinstance(value, dict) and value and not prefix.startswith("search_space."):
-        for key, inner in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, into)
-    elif isinstance(value, (dict, list)):
-        into[prefix] = json.dumps(value, sort_keys=True)
-    else:
-        into[prefix] = value
-
-
-def study_params(study: Any) -> dict[str, Any]:
-    """The sweep's configuration as params: the stored study config, direction, metric, versions."""
-    params: dict[str, Any] = {}
-    _flatten("", study.user_attrs.get("config") or {}, params)
-    for package, version in (study.user_attrs.get("versions") or {}).items():
-        params[f"version.{package}"] = version
-    params["direction"] = study.direction.name.lower()
-    params["objective_metric"] = study.user_attrs.get("objective_metric", "value")
-    return {k: v for k, v in params.items() if k}
-
-
-def _fixed_params(study: Any) -> dict[str, Any]:
-    """Values the study file fixes in its search space (not sampled, so not in trial.params)."""
-    space = (study.user_attrs.get("config") or {}).get("search_space") or {}
-    return {k: v for k, v in space.items() if not isinstance(v, dict)}
-
-
-def trial_payload(study: Any, trial: Any) -> tuple[dict[str, Any], list[Any], dict[str, str]]:
-    """A finished trial's child-run params, metrics and tags."""
-    attrs = trial.user_attrs
-    params = {**_fixed_params(study), **trial.params}
-    stamp = _ms(trial.datetime_complete) or _mlflow.now_ms()
-
-    metrics = []
-    history = attrs.get("history") or {}
-    for key, series in history.items():
-        for epoch, value in enumerate(series or []):
-            metrics.append(_mlflow.metric(key, value, _mlflow.epoch_step(epoch), stamp))
-    for epoch, row in enumerate(health_metrics(attrs.get("health"))):
-        metrics.extend(_mlflow.metric(key, value, _mlflow.epoch_step(epoch), stamp) for key, value in row.items())
-    objective_metric = study.user_attrs.get("objective_metric", "value")
-    if objective_metric not in history:  # a custom objective: its reported values are the history
-        for step, value in sorted(trial.intermediate_values.items()):
-            metrics.append(_mlflow.metric(objective_metric, value, step, stamp))
-    for name, value in params.items():
-        if _number(value) is not None:
-            metrics.append(_mlflow.metric(PARAM_METRIC_PREFIX + name, value, 0, stamp))
-    if trial.state.name == "COMPLETE" and _number(trial.value) is not None:
-        metrics.append(_mlflow.metric(OBJECTIVE_METRIC, trial.value, 0, stamp))
-    if _number(attrs.get("epochs_trained")) is not None:
-        metrics.append(_mlflow.metric(TRIAL_METRIC_PREFIX + "epochs_trained", attrs["epochs_trained"], 0, stamp))
-    if _number(attrs.get("best_epoch")) is not None:  # stored 0-based, shown as Keras counts epochs
-        metrics.append(_mlflow.metric(TRIAL_METRIC_PREFIX + "best_epoch", _mlflow.epoch_step(attrs["best_epoch"]), 0, stamp))
-    if trial.datetime_start and trial.datetime_complete:
-        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
-        metrics.append(_mlflow.metric(TRIAL_METRIC_PREFIX + "duration_s", seconds, 0, stamp))
-
-    reason = attrs.get("prune_reason")
-    tags = {
-        STUDY_TAG: study.study_name,
-        ROLE_TAG: TRIAL_ROLE,
-        TRIAL_TAG: str(trial.number),
-        STATE_TAG: trial.state.name,
-        "descentkit.objective_metric": objective_metric,
-    }
-    if trial.state.name == "PRUNED":
-        tags[PRUNE_REASON_TAG] = str(reason or "pruner")
-    if attrs.get("error_type"):
-        tags["descentkit.error_type"] = str(attrs["error_type"])
-        tags["descentkit.error_message"] = str(attrs.get("error_message", ""))[:MAX_ERROR_TAG]
-    if attrs.get("worker"):
-        tags["descentkit.worker"] = str(attrs["worker"])
-    if attrs.get("first_trial"):  # proposed by a range test, not the sampler (tuner/lr_find.py)
-        tags["descentkit.first_trial"] = str(attrs["first_trial"])
-    findings = [f for f in attrs.get("findings") or [] if isinstance(f, dict) and "symptom" in f]
-    extra = {s: "warning" for s in attrs.get("symptoms") or []}
-    if trial.state.name == "PRUNED" and reason:
-        extra[reason] = "critical"  # a trial stopped for a pathology: the pathology was critical
-    tags.update(_mlflow.symptom_tags(findings, extra))
-    return params, [m for m in metrics if m is not None], tags
-
-
-def wants_figure(trial: Any) -> bool:
-    """Whether a trial's child run gets a `diagnostics.png`: pruned for a pathology, or
-    flagged with one (a warning or critical finding). Healthy trials and trials the
-    pruner stopped have nothing a figure would explain, and a figure costs a second."""
-    if trial.state.name == "FAIL" or not trial.user_attrs.get("history"):
-        return False
-    return trial.user_attrs.get("prune_reason") in SYMPTOMS or bool(trial.user_attrs.get("symptoms"))
-
-
-def trial_figure(trial: Any) -> Any:
-    """The diagnostic figure of a finished trial, from what the objective stored on it
-    (per-epoch logs and gradient health, findings): the same from a live sweep and a re-log."""
-    from descentkit.diagnostics import Finding
-    from descentkit.diagnostics.plots import plot_training
-
-    attrs = trial.user_attrs
-    findings = []
-    for data in attrs.get("findings") or []:
-        try:
-            findings.append(Finding.from_dict(data))
-        except (KeyError, TypeError, ValueError):
-            continue  # a finding of another version: the figure goes without it
-    record = health_record(attrs.get("history") or {}, attrs.get("health"))
-    state = trial.state.name + (f": {attrs['prune_reason']}" if attrs.get("prune_reason") else "")
-    return plot_training(record, findings, title=f"trial {trial.number} ({state}); gradient panels: epoch medians")
-
-
-class SweepTracker:
+class SweepTracker(SweepRuns):
     """Logs a sweep to MLflow: an Optuna callback for each finished trial, `finish` at the end.
 
     Args:
@@ -212,7 +68,8 @@ class SweepTracker:
             next trial trains (`finish` waits for them).
 
     After a sweep, `not_logged` holds the numbers of the trials MLflow missed,
-    `seconds` the time spent in MLflow calls and `trials_logged` how many were logged.
+    `seconds` the time spent in MLflow calls (`summary_seconds` of it in `finish`) and
+    `trials_logged` how many were logged.
 
     Example:
         >>> tracker = SweepTracker()
@@ -237,6 +94,7 @@ class SweepTracker:
         self.not_logged: list[int] = []
         self.trials_logged = 0
         self.seconds = 0.0
+        self.summary_seconds = 0.0
         self._client: Any = None
         self._experiment_id: str | None = None
         self._parent_id: str | None = None
@@ -260,6 +118,15 @@ class SweepTracker:
         self._attempt(study, [trial.number], self._log_trial, study, trial)
 
     def finish(self, study: Any) -> None:
+        """Retry the trials MLflow missed, then write the parent's summary and plots
+        (`summary_seconds`: the MLflow time this took)."""
+        before = self.seconds
+        try:
+            self._finish(study)
+        finally:
+            self.summary_seconds = self.seconds - before
+
+    def _finish(self, study: Any) -> None:
         """Retry the trials MLflow missed, then write the parent's summary and plots."""
         self.wait()
         backlog = sorted(set(self.not_logged))
@@ -298,7 +165,8 @@ class SweepTracker:
         else:
             ui = f"{mlflow_command()} ui --backend-store-uri {uri}, then open http://127.0.0.1:5000/{path}"
         return {"tracking_uri": uri, "experiment": name, "experiment_id": self._experiment_id,
-                "parent_run_id": self._parent_id, "trials_logged": len(self._logged), "ui": ui}
+                "parent_run_id": self._parent_id, "trials_logged": len(self._logged), "ui": ui,
+                "seconds": {"trials": self.seconds - self.summary_seconds, "summary": self.summary_seconds}}
 
     def location_text(self, study: Any) -> str | None:
         """The sweep's last line: where MLflow has it and how to open the UI."""
@@ -314,7 +182,7 @@ class SweepTracker:
         if self.storage:
             command += f" --storage {redact(self.storage)}"
         if self.tracking_uri:
-            command += f" --tracking-uri {_mlflow.redact_password(self.tracking_uri)}"
+            command += f" --tracking-uri {redact(self.tracking_uri)}"
         return command
 
     # ------------------------------------------------------------ failure handling
@@ -362,101 +230,6 @@ class SweepTracker:
         return self.study_name or study.study_name
 
     # ------------------------------------------------------------ MLflow work
-    def _connect(self, study: Any) -> None:
-        """The client, the study's experiment and its parent run (found by tag, else created)."""
-        if self._client is not None and self._parent_id is not None:
-            return
-        self._client = _mlflow.client(self.tracking_uri)
-        self._experiment_id = self._experiment(self.experiment_name or self._name(study))
-        self._parent_id = self._parent(study)
-
-    def _experiment(self, name: str) -> str:
-        client = self._client
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            try:
-                return client.create_experiment(name, tags={STUDY_TAG: name,
-                                                            _mlflow.EXPERIMENT_KIND_TAG: _mlflow.TRAINING_EXPERIMENT_KIND})
-            except Exception:  # another worker created it first
-                found = client.get_experiment_by_name(name)
-                if found is None:
-                    raise
-        if found.lifecycle_stage == "deleted":
-            client.restore_experiment(found.experiment_id)
-        _mlflow.mark_training_experiment(client, found)  # one made before descentkit tagged experiments
-        return found.experiment_id
-
-    def _parents(self, study: Any) -> list[Any]:
-        runs = _search_all(self._client, self._experiment_id, f"tags.`{ROLE_TAG}` = '{PARENT_ROLE}'")
-        name = self._name(study)
-        mine = [r for r in runs if r.data.tags.get(STUDY_TAG) == name]
-        return sorted(mine, key=lambda r: (r.info.start_time or 0, r.info.run_id))
-
-    def _parent(self, study: Any) -> str:
-        """Search, else create; two workers creating at once keep the older run and delete the other."""
-        found = self._parents(study)
-        if found:
-            run = found[0]
-            self._parent_status = run.info.status
-            self._log_missing_params(run, study_params(study))
-            return run.info.run_id
-        name = self._name(study)
-        tags = {STUDY_TAG: name, ROLE_TAG: PARENT_ROLE}
-        if self.storage:
-            tags["descentkit.storage"] = redact(self.storage)
-        created = self._client.create_run(self._experiment_id, run_name=f"sweep-{name}", tags=tags)
-        self._parent_status = "RUNNING"
-        _mlflow.log_batch(self._client, created.info.run_id, params=study_params(study))
-        oldest = self._parents(study)[0]
-        if oldest.info.run_id != created.info.run_id:
-            self._client.delete_run(created.info.run_id)
-        return oldest.info.run_id
-
-    def _log_missing_params(self, run: Any, params: dict[str, Any]) -> None:
-        """MLflow refuses to change a param: log only the ones the run lacks."""
-        have = run.data.params
-        missing = {k: v for k, v in params.items() if _mlflow.metric_name(k) not in have}
-        if missing:
-            _mlflow.log_batch(self._client, run.info.run_id, params=missing)
-
-    def _log_trial(self, study: Any, trial: Any) -> None:
-        self._connect(study)
-        params, metrics, tags = trial_payload(study, trial)
-        tags[PARENT_TAG] = self._parent_id
-        run = self._client.create_run(self._experiment_id, start_time=_ms(trial.datetime_start),
-                                      tags=tags, run_name=f"trial-{trial.number}")
-        run_id = run.info.run_id
-        try:
-            _mlflow.log_batch(self._client, run_id, metrics=metrics, params=params)
-            findings = trial.user_attrs.get("findings") or []
-            if findings:
-                self._client.log_text(run_id, json.dumps(findings, indent=2), _mlflow.FINDINGS_ARTIFACT)
-            if not wants_figure(trial):
-                self._end_child(self._client, trial, run_id)
-        except Exception:
-            _delete_quietly(self._client, run_id)
-            raise
-        self._log_progress(study, trial)
-        if wants_figure(trial):
-            if self.strict:
-                self._finish_child(self._client, trial, run_id)
-            else:  # a second of matplotlib: drawn while the next trial trains
-                self._in_background(study, trial, run_id)
-
-    def _end_child(self, client: Any, trial: Any, run_id: str) -> None:
-        """A child run is complete once it is ended: a re-log redoes one left RUNNING."""
-        client.set_terminated(run_id, RUN_STATUS[trial.state.name], end_time=_ms(trial.datetime_complete))
-        self.trials_logged += 1
-        self._logged.add(trial.number)
-
-    def _finish_child(self, client: Any, trial: Any, run_id: str) -> None:
-        try:
-            client.log_figure(run_id, trial_figure(trial), _mlflow.FIGURE_ARTIFACT)
-            self._end_child(client, trial, run_id)
-        except Exception:
-            _delete_quietly(client, run_id)
-            raise
-
     def _in_background(self, study: Any, trial: Any, run_id: str) -> None:
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="descentkit-mlflow-figures")
@@ -475,143 +248,6 @@ class SweepTracker:
 
         if not self._attempt(study, [trial.number], write):
             self._writer_client = None
-
-    def _log_progress(self, study: Any, trial: Any) -> None:
-        """The parent's optimization history, at step = trial number: the trial's value,
-        the best value so far and the counts by state so far."""
-        step = trial.number
-        trials = study.get_trials(deepcopy=False)
-        counts = {state: sum(1 for t in trials if t.state.name == state) for state in FINISHED_STATES}
-        stamp = _mlflow.now_ms()
-        metrics = [_mlflow.metric(f"trials_{state.lower()}", n, step, stamp) for state, n in counts.items()]
-        metrics.append(_mlflow.metric("trials_finished", sum(counts.values()), step, stamp))
-        if trial.state.name == "COMPLETE" and _number(trial.value) is not None:
-            metrics.append(_mlflow.metric(PARENT_OBJECTIVE_METRIC, trial.value, step, stamp))
-        best = _best_trial(study, up_to=step)
-        if best is not None:
-            metrics.append(_mlflow.metric("best_value", best.value, step, stamp))
-        _mlflow.log_batch(self._client, self._parent_id, metrics=[m for m in metrics if m is not None])
-        if self._parent_status != "RUNNING":  # a resumed sweep: the parent is live again until `finish`
-            self._client.update_run(self._parent_id, status="RUNNING")
-            self._parent_status = "RUNNING"
-
-    def _log_missing(self, study: Any, numbers: Iterable[int] | None = None) -> list[int]:
-        """Log the finished trials (all, or `numbers`) that have no complete child run yet."""
-        self._connect(study)
-        have = self._logged_children(study)
-        wanted = None if numbers is None else set(numbers)
-        logged = []
-        for trial in study.get_trials(deepcopy=False):
-            if trial.state.name not in FINISHED_STATES or trial.number in have:
-                continue
-            if wanted is not None and trial.number not in wanted:
-                continue
-            self._log_trial(study, trial)
-            logged.append(trial.number)
-        return logged
-
-    def _logged_children(self, study: Any) -> set[int]:
-        """Trial numbers with a finished child run; children left RUNNING (logging cut off) are deleted."""
-        runs = _search_all(self._client, self._experiment_id,
-                           f"tags.`{ROLE_TAG}` = '{TRIAL_ROLE}' and tags.`{PARENT_TAG}` = '{self._parent_id}'")
-        numbers = set()
-        for run in runs:
-            number = run.data.tags.get(TRIAL_TAG)
-            if number is None:
-                continue
-            if run.info.status == "RUNNING":
-                self._client.delete_run(run.info.run_id)
-                continue
-            numbers.add(int(number))
-        return numbers
-
-    def _summary_is_current(self, study: Any) -> bool:
-        """Whether the parent's summary already counts every finished trial (nothing to redo)."""
-        parent = self._client.get_run(self._parent_id)
-        finished = sum(1 for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED_STATES)
-        return parent.info.status == "FINISHED" and parent.data.metrics.get("trials_finished") == finished
-
-    def _write_summary(self, study: Any) -> None:
-        from descentkit.tuner import report
-        from descentkit.tuner.results import summarize_study
-
-        self._connect(study)
-        client, run_id = self._client, self._parent_id
-        trials = study.get_trials(deepcopy=False)
-        finished = [t for t in trials if t.state.name in FINISHED_STATES]
-        step = max((t.number for t in finished), default=0)
-        stamp = _mlflow.now_ms()
-        metrics = [_mlflow.metric(f"trials_{s.lower()}", sum(1 for t in finished if t.state.name == s), step, stamp)
-                   for s in FINISHED_STATES]
-        metrics.append(_mlflow.metric("trials_finished", len(finished), step, stamp))
-        tags: dict[str, str] = {}
-        best = _best_trial(study)
-        if best is not None:
-            metrics.append(_mlflow.metric("best_value", best.value, step, stamp))
-            tags["descentkit.best_trial"] = str(best.number)
-            for name, value in best.params.items():  # tags, not metrics: a flat line against trial number says nothing
-                tags[f"descentkit.best.{name}"] = str(value)
-        view = report.pathology_map(study)
-        # Not `descentkit.symptoms`: a filter on a trial's symptoms must not match the parent.
-        tags["descentkit.sweep_symptoms"] = ",".join(view["symptoms"])
-        _mlflow.log_batch(client, run_id, metrics=[m for m in metrics if m is not None], tags=tags)
-        client.log_dict(run_id, view, "pathology.json")
-        client.log_text(run_id, report.pathology_text(view), "pathology.txt")
-        client.log_text(run_id, summarize_study(study, redact(self.storage or "")).to_text(), "summary.txt")
-        for name, figure in report.study_figures(study).items():
-            client.log_figure(run_id, figure, f"plots/{name}.png")
-        client.set_terminated(run_id, "FINISHED")
-        self._parent_status = "FINISHED"
-
-
-def _numbers(numbers: Iterable[int]) -> str:
-    return ", ".join(str(n) for n in numbers)
-
-
-def _delete_quietly(client: Any, run_id: str) -> None:
-    """Delete a half-logged child run (it would look logged to a re-log); the caller reports the failure."""
-    try:
-        client.delete_run(run_id)
-    except Exception:
-        pass
-
-
-def mlflow_command() -> str:
-    """How to run the `mlflow` command that came with this Python: `mlflow` when that is
-    what PATH finds, else its path (`.venv/bin/mlflow` after the README's install)."""
-    beside = Path(sys.executable).parent / "mlflow"
-    on_path = shutil.which("mlflow")
-    if on_path and (not beside.exists() or Path(on_path).resolve() == beside.resolve()):
-        return "mlflow"
-    if beside.exists():
-        relative = os.path.relpath(beside)
-        return relative if not relative.startswith("..") else str(beside)
-    return f"{sys.executable} -m mlflow"
-
-
-def _best_trial(study: Any, up_to: int | None = None) -> Any | None:
-    """The best completed trial (among trials numbered up to `up_to`, when given)."""
-    complete = [t for t in study.get_trials(deepcopy=False)
-                if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)
-                and (up_to is None or t.number <= up_to)]
-    if not complete:
-        return None
-    pick = max if study.direction.name == "MAXIMIZE" else min
-    return pick(complete, key=lambda t: t.value)
-
-
-def _search_all(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
-    """Every active run of the experiment matching the filter (all pages)."""
-    from mlflow.entities import ViewType
-
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, run_view_type=ViewType.ACTIVE_ONLY,
-                                  max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def relog_study(
@@ -638,19 +274,3 @@ def relog_study(
         if logged or not tracker._summary_is_current(study):
             tracker._write_summary(study)
     return logged
-
-
-def relog_command(study_name: str, storage: str | None = None, tracking_uri: str | None = None,
-                  experiment_name: str | None = None) -> list[int]:
-    """`descentkit mlflow-relog STUDY`: load the stored study and re-log it (see `relog_study`).
-
-    Raises KeyError when the storage holds no study of that name.
-    """
-    import optuna
-
-    from descentkit.tuner.storage import open_storage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    store, location = open_storage(storage, study_name)
-    study = optuna.load_study(study_name=study_name, storage=store)
-    return relog_study(study, tracking_uri, experiment_name=experiment_name, storage=storage and location)

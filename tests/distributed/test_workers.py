@@ -321,11 +321,11 @@ def test_budget_lock_excludes_a_second_worker_until_released(kind, tmp_path, req
     """The lock that keeps workers finishing at once from both taking the last trial."""
     import threading
 
-    from descentkit.tuner.budget import BudgetLock
+    from descentkit.tuner import StorageSpec
 
     storage = str(tmp_path / "s.journal") if kind == "journal" else request.getfixturevalue("fresh_database")
-    first, second = BudgetLock(storage, "workers"), BudgetLock(storage, "workers")
-    other_study = BudgetLock(storage, "another-study")
+    first, second = StorageSpec(storage, "workers").lock(), StorageSpec(storage, "workers").lock()
+    other_study = StorageSpec(storage, "another-study").lock()
     first.acquire()
     got = threading.Event()
     waiter = threading.Thread(target=lambda: (second.acquire(), got.set()), daemon=True)  # never hang the suite

@@ -87,11 +87,12 @@ def make_study(name: str = STUDY_NAME, storage: str | None = None) -> optuna.Stu
     `storage` a journal path, default a new one in a temporary folder."""
     import tempfile
 
-    from descentkit.tuner.sweep import open_study
+    from descentkit.tuner._study import open_study
+    from descentkit.tuner.storage import StorageSpec
 
     if storage is None:
         storage = str(Path(tempfile.mkdtemp(prefix="descentkit-small-sweep-")) / f"{name}.journal")
-    return open_study(small_config(name), name, storage)[0]
+    return open_study(small_config(name), StorageSpec(storage, name))
 
 
 # A new study's first three trials: one of each outcome, whatever the sampler draws after.
@@ -105,7 +106,8 @@ FIRST_TRIALS = (
 def run_small_sweep(study: optuna.Study, trials: int, callbacks=()) -> None:
     """`trials` real trials of the small sweep, the tuner's own Objective training each
     (a new study starts with FIRST_TRIALS)."""
-    from descentkit.tuner.objective import Objective, as_dataset
+    from descentkit.tuner._materialize import as_dataset
+    from descentkit.tuner.objective import Objective
 
     if not study.trials:
         for params in FIRST_TRIALS:
@@ -153,9 +155,9 @@ def free_port() -> int:
 @pytest.fixture
 def no_study_plots(monkeypatch):
     """Skip the parent's study plots (about 3 s per summary on 2 cores); tests that check them don't use this."""
-    from descentkit.tuner import report
+    from descentkit.tuner import _plots
 
-    monkeypatch.setattr(report, "STUDY_PLOTS", {})
+    monkeypatch.setattr(_plots, "STUDY_PLOTS", {})
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from descentkit.tuner.tracking import SweepTracker, relog_command, relog_study
+from descentkit.tuner import SweepTracker, load_stored_study, relog_study
 
 
 def skip_or_fail(reason: str) -> None:
@@ -183,8 +183,8 @@ def test_unreachable_server_costs_no_trial_and_relog_catches_up(tracking_uri, de
     assert elapsed < 20, f"a dead server stalled the sweep for {elapsed:.0f} s"
 
     # The server is back (here: another tracking URI): the command logs every trial once.
-    assert relog_command("small-sweep", storage, tracking_uri) == _finished(study)
-    assert relog_command("small-sweep", storage, tracking_uri) == []
+    assert relog_study(load_stored_study("small-sweep", storage), tracking_uri, storage=storage) == _finished(study)
+    assert relog_study(load_stored_study("small-sweep", storage), tracking_uri, storage=storage) == []
 
 
 def _rest(server: str, endpoint: str, body: dict | None = None, **query) -> dict:
@@ -202,12 +202,12 @@ def _rest(server: str, endpoint: str, body: dict | None = None, **query) -> dict
 @pytest.fixture(scope="module")
 def server_sweep(mlflow_server, small_sweep, tmp_path_factory):
     """A 6-trial small sweep logged to the module's real `mlflow server`: (study, tracker)."""
-    from descentkit.tuner import report
+    from descentkit.tuner import _plots
 
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp_path_factory.mktemp("server-sweep"))
         # One plot is enough to prove artifacts reach the server's store (all six are checked on SQLite).
-        patch.setattr(report, "STUDY_PLOTS", {"pathology_map": report.plot_pathology_map})
+        patch.setattr(_plots, "STUDY_PLOTS", {"pathology_map": _plots.plot_pathology_map})
         study = small_sweep.make_study("server-sweep")
         tracker = SweepTracker(tracking_uri=mlflow_server)
         small_sweep.run(study, 6, callbacks=[tracker])

@@ -67,7 +67,8 @@ def test_checkpoint_restores_weights_and_optimizer_state(tmp_path):
     import keras
 
     from descentkit.studies import DATASETS
-    from descentkit.tuner.objective import Checkpoint, build_model, compile_model
+    from descentkit.tuner._materialize import build_model, compile_model
+    from descentkit.tuner.objective import Checkpoint
 
     config = _study(tmp_path)
     data = DATASETS["digits"]()
@@ -139,17 +140,18 @@ class _ScriptedObjective:
 
 
 def _run_one_bracket(objective, first_trial=False):
+    from descentkit.tuner._budget import Budget
+    from descentkit.tuner._lock import BudgetLock
+    from descentkit.tuner._record import FIRST_TRIAL as FIRST_TRIAL_ATTR
     from descentkit.tuner.brackets import BracketRunner
-    from descentkit.tuner.budget import BudgetLock
-    from descentkit.tuner.lr_find import FIRST_TRIAL_ATTR
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     if first_trial:  # as lr_find.propose_first_trial enqueues it
         study.enqueue_trial({"learning_rate": 0.05}, user_attrs={FIRST_TRIAL_ATTR: "range_test"})
     bracket = hyperband_brackets(9)[0]
     assert bracket.rungs == ((9, 1), (3, 3), (1, 9))
-    BracketRunner(study, objective, [bracket], target=9, deadline=None, callbacks=[],
-                  lock=BudgetLock(None, "scripted")).run()
+    BracketRunner(study, objective, [bracket], Budget(study, 9), deadline=None, callbacks=[],
+                  lock=BudgetLock("scripted")).run()
     return study
 
 
@@ -209,20 +211,21 @@ def test_the_first_trial_from_the_range_test_trains_to_the_end_first_outside_the
 
 
 def test_a_bracket_takes_at_most_its_workers_share():
+    from descentkit.tuner._budget import Budget
+    from descentkit.tuner._lock import BudgetLock
     from descentkit.tuner.brackets import BracketRunner
-    from descentkit.tuner.budget import BudgetLock
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     objective = _ScriptedObjective()
-    BracketRunner(study, objective, hyperband_brackets(9), target=8, deadline=None, callbacks=[],
-                  lock=BudgetLock(None, "scripted"), max_bracket=4).run()
+    BracketRunner(study, objective, hyperband_brackets(9), Budget(study, 8), deadline=None, callbacks=[],
+                  lock=BudgetLock("scripted"), max_bracket=4).run()
     # two brackets of 4 (the first cut from 9 keeps its ratios: 4 at 1 epoch, the best 1 on), not one of 8
     assert objective.calls[:5] == [(0, 1), (1, 1), (2, 1), (3, 1), (3, 9)]
     assert len(study.trials) == 8 and {n for n, _ in objective.calls[5:]} >= {4, 5, 6, 7}
 
 
 def test_two_workers_share_a_small_bracket_budget(tmp_path, monkeypatch):
-    from descentkit.tuner.budget import WORKER_ATTR
+    from descentkit.tuner._record import WORKER as WORKER_ATTR
 
     monkeypatch.chdir(tmp_path)
     config = _study(tmp_path, trials=4)  # its first bracket: 4 configurations

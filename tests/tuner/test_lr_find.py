@@ -11,9 +11,11 @@ import yaml
 
 from descentkit.studies import builtin_study_path
 from descentkit.tuner import StudyConfig, run_sweep
-from descentkit.tuner.lr_find import FIRST_TRIAL_ATTR, LR_RANGE_ATTR, first_trial_params, lr_range_test
-from descentkit.tuner.objective import compile_model, load_dataset
-from descentkit.tuner.objective import build_model as build_study_model
+from descentkit.tuner._materialize import build_model as build_study_model
+from descentkit.tuner._materialize import compile_model, load_dataset
+from descentkit.tuner._range_plan import LR_RANGE_ATTR, first_trial_params
+from descentkit.tuner._record import FIRST_TRIAL as FIRST_TRIAL_ATTR
+from descentkit.tuner.lr_find import lr_range_test
 
 pytestmark = pytest.mark.slow
 
@@ -101,11 +103,11 @@ def test_first_trial_params_sit_in_the_middle_of_the_tested_range_and_inside_the
 
 
 def test_no_first_trial_is_proposed_where_a_range_test_cannot_stand_for_the_trials():
-    from descentkit.tuner.budget import BudgetLock
-    from descentkit.tuner.lr_find import propose_first_trial
+    from descentkit.tuner._lock import BudgetLock
+    from descentkit.tuner._range_plan import propose_first_trial
 
     study = optuna.create_study(direction="maximize")
-    lock = BudgetLock(None, "none")
+    lock = BudgetLock("none")
     # the study compiles its own optimizer; the learning rate is fixed; first_trial: sampler
     for config in (_digits(model={"name": "mlp", "compile": "user"}),
                    _digits(search_space={"learning_rate": 0.1, "batch_size": 32}),
@@ -176,7 +178,8 @@ def test_a_learning_rate_word_other_than_auto_is_refused(cli, small_digits, tmp_
 def test_a_first_trial_whose_worker_died_is_retried_as_the_first_trial():
     import socket
 
-    from descentkit.tuner.budget import WORKER_ATTR, recover_orphaned_trials
+    from descentkit.tuner._record import WORKER as WORKER_ATTR
+    from descentkit.tuner._recovery import recover_orphaned_trials
 
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial({"learning_rate": 0.1}, user_attrs={FIRST_TRIAL_ATTR: "range_test"})

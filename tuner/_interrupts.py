@@ -1,0 +1,77 @@
+"""SIGINT and SIGTERM during a sweep: one interrupt fails and re-queues the trials in hand, a second exits.
+
+The handler raises KeyboardInterrupt once; a library that swallows it (Keras has
+bare `except:` clauses) cannot keep the worker going: `check_interrupted` raises it
+again at the next epoch end (`interrupt_check`, a Keras callback) or trial boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+# The signals received inside `interrupts()` (cleared when its outermost block ends).
+signals_seen: list[int] = []
+_depth = 0  # nested `interrupts()` blocks (the CLI's around run_sweep's) share signals_seen
+
+
+def check_interrupted() -> None:
+    """KeyboardInterrupt if a signal arrived and the sweep is still running."""
+    if signals_seen:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupts(on_second: Callable[[], None] | None = None) -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt once (the trial in progress is failed
+    and re-queued); a second one, anywhere inside the outermost such block, exits at
+    once with status 130, after `on_second` (the parent of worker processes kills
+    them). Main thread only; the previous handlers come back after."""
+    global _depth
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _depth == 0:
+        signals_seen.clear()
+
+    def handler(signum: int, frame: Any) -> None:
+        signals_seen.append(signum)
+        if len(signals_seen) > 1:
+            if on_second is not None:
+                on_second()
+            os.write(2, b"\ndescentkit: interrupted again: exiting now; a trial left running is re-queued "
+                        b"on the next start\n")
+            os._exit(130)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        if _depth == 0:
+            signals_seen.clear()
+
+
+_callback_class: type | None = None
+
+
+def interrupt_check() -> Any:
+    """A Keras callback raising a swallowed interrupt again at each epoch's end."""
+    global _callback_class
+    if _callback_class is None:
+        import keras
+
+        class InterruptCheck(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                check_interrupted()
+
+        _callback_class = InterruptCheck
+    return _callback_class()

@@ -61,6 +61,14 @@ DIVERGENCE_SPIKE_FACTOR = 1e4
 # finding); with the 2-step smoothing lag and a check after every step while a
 # blow-up is pending, divergence that lasts is still seen within 10 steps of its start.
 DIVERGENCE_CONFIRM_STEPS = 6
+# At an epoch's end a pending blow-up is decided early, on the median of the 3 steps
+# after its onset, never on fewer: a one-step epoch (full-batch training) ends every
+# step, and deciding on the one step after the onset called every full-batch blow-up
+# divergence at once. On the tuning half of benchmarks/pathology_suite.py, full-batch
+# adaptive steps threw the loss up 100-4,000x for one step and it came back under 3x
+# its start within 1-5 steps (exploding gradients by the oracle's held-batch gradient),
+# yet all were called divergence at step 2 and stopped there.
+DIVERGENCE_CONFIRM_MEDIAN = 3
 # Step losses are smoothed by a running median of 5 steps: one or two outlier
 # batches never trigger, a blow-up lasting 3 of 5 steps does.
 DIVERGENCE_SUSTAIN_STEPS = 5
@@ -348,12 +356,13 @@ class DivergenceDetector(Detector):
     def _confirmed(self, loss: np.ndarray, onset: int, bound: float, complete: bool) -> bool:
         """Whether the loss is still above `bound` `confirm_steps` after `onset` (the
         median of the 3 steps ending there). Until then the episode is pending, unless
-        the epoch is over: then the steps that followed it decide."""
+        the epoch is over and at least 3 steps followed the onset: then the median of
+        the last 3 decides."""
         check = onset + self.confirm_steps
         if check < len(loss):
             return bool(np.median(loss[check - 2 : check + 1]) > bound)
         later = loss[onset + 1 :]
-        return bool(complete and len(later) and np.median(later[-3:]) > bound)
+        return bool(complete and len(later) >= DIVERGENCE_CONFIRM_MEDIAN and np.median(later[-3:]) > bound)
 
     def _spike(self, record: TrainingRecord, loss: np.ndarray, where: np.ndarray, start: float,
                complete: bool) -> list[Finding]:

@@ -287,10 +287,11 @@ def test_a_loss_falling_toward_chance_is_not_progress():
 
 
 def test_a_full_batch_loss_that_climbs_for_good_is_divergence_not_a_stall():
-    # one step per epoch: no minibatch noise to smooth over
+    # one step per epoch: no minibatch noise to smooth over; decided once 3 steps
+    # followed the blow-up (DIVERGENCE_CONFIRM_MEDIAN)
     record = TrainingRecord(["dense", "dense_1"])
     record.chance_loss, record.loss_name = 0.95, "mse"
-    for e, value in enumerate([1.43, 139.8, 346.5]):
+    for e, value in enumerate([1.43, 139.8, 346.5, 520.0, 810.0]):
         record.add_steps([e + 1], loss=[value], grad_norm=[3.2 * (e * 50 + 1)])
         record.add_epoch(e, {"loss": value, "val_loss": value}, step=e + 1)
     findings = diagnose(record)
@@ -302,3 +303,40 @@ def test_a_loss_coming_down_fast_from_above_chance_is_not_stalled():
     # a small binary net at a low rate: 25 % above chance, 16 % lower in 3 epochs
     record = _record([0.87, 0.80, 0.73], chance=0.693, val_loss=[0.84, 0.78, 0.72], accuracy=[0.45, 0.52, 0.57])
     assert StalledTrainingDetector()(record) == []
+
+
+def test_gradients_that_exploded_before_the_loss_blew_up_are_the_root():
+    from descentkit.diagnostics import EXPLODING_GRADIENTS
+
+    exploding = _finding(EXPLODING_GRADIENTS, "warning", epoch=2, step=30, advice="Clip gradients.")
+    diverged = _finding(DIVERGENCE, "critical", epoch=3, step=45, advice="Lower the learning rate.")
+    linked = link_causes([exploding, diverged])
+    assert linked[1].evidence["caused_by"] == EXPLODING_GRADIENTS
+    assert "caused_by" not in linked[0].evidence and linked[0].evidence["consequences"] == [DIVERGENCE]
+    assert top_finding([exploding, diverged]).symptom == EXPLODING_GRADIENTS
+
+
+def test_a_loss_and_gradient_blowing_up_at_the_same_step_are_divergence():
+    from descentkit.diagnostics import EXPLODING_GRADIENTS
+
+    exploding = _finding(EXPLODING_GRADIENTS, "critical", epoch=1, step=4)
+    diverged = _finding(DIVERGENCE, "critical", epoch=1, step=4)
+    linked = link_causes([exploding, diverged])
+    assert linked[0].evidence["caused_by"] == DIVERGENCE and "caused_by" not in linked[1].evidence
+    # ...and a divergence seen first explains the gradients that exploded after it
+    later = _finding(EXPLODING_GRADIENTS, "critical", epoch=1, step=9)
+    assert link_causes([diverged, later])[1].evidence["caused_by"] == DIVERGENCE
+
+
+def test_a_full_batch_blow_up_is_decided_on_three_later_steps_not_one():
+    # full-batch Adam too large for the curvature: the loss 4,500x for one step, then
+    # back under 3x its start; each one-step epoch ends right after the jump
+    record = TrainingRecord(["dense", "dense_1"])
+    record.chance_loss, record.loss_name = 1.04, "mse"
+    values = [1.52, 6860.0, 60.3, 3.9, 2.1, 1.6, 1.2, 1.0, 0.9, 0.8]
+    findings = []
+    for e, value in enumerate(values):
+        record.add_steps([e + 1], loss=[value], grad_norm=[3.6])
+        record.add_epoch(e, {"loss": value}, step=e + 1)
+        findings += DivergenceDetector()(record)
+    assert findings == []

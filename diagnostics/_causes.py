@@ -34,7 +34,9 @@ from descentkit.diagnostics._finding import (
 # the first layers' gradients vanish and the loss stops improving; vanishing
 # gradients stall the loss; exploding gradients make the loss swing or stall; and a
 # loss that swings makes the validation loss rise while the training loss falls in
-# its downswings, which is not overfitting.
+# its downswings, which is not overfitting. Divergence and exploding gradients
+# cause each other: which one is the root is decided by which was seen first
+# (`_explains`).
 CAUSES: dict[str, tuple[str, ...]] = {
     DIVERGENCE: (
         EXPLODING_GRADIENTS,
@@ -45,7 +47,7 @@ CAUSES: dict[str, tuple[str, ...]] = {
         STALLED_TRAINING,
         OVERFITTING,
     ),
-    EXPLODING_GRADIENTS: (OSCILLATING_LOSS, STALLED_TRAINING, OVERFITTING),
+    EXPLODING_GRADIENTS: (DIVERGENCE, OSCILLATING_LOSS, STALLED_TRAINING, OVERFITTING),
     DEAD_UNITS: (VANISHING_GRADIENTS, STALLED_TRAINING),
     SATURATED_ACTIVATIONS: (VANISHING_GRADIENTS, STALLED_TRAINING),
     VANISHING_GRADIENTS: (STALLED_TRAINING,),
@@ -73,9 +75,26 @@ def _explains(root: Finding, consequence: Finding) -> bool:
         return False
     if consequence.symptom not in CAUSES.get(root.symptom, ()):
         return False
+    if root.symptom in CAUSES.get(consequence.symptom, ()):
+        # Each can cause the other: the root is the one that moved first. A gradient norm
+        # that grew 100x steps before the loss blew up is exploding gradients, the
+        # blow-up its consequence; a loss and gradient that blow up at the same step are
+        # divergence (the gradient of a blown-up loss is large): ties go by ROOT_ORDER.
+        first, then = _when(root, consequence), _when(consequence, root)
+        if first is None or then is None:
+            return ROOT_ORDER.index(root.symptom) < ROOT_ORDER.index(consequence.symptom)
+        return first < then or (first == then and ROOT_ORDER.index(root.symptom) < ROOT_ORDER.index(consequence.symptom))
     if root.epoch is None or consequence.epoch is None:
         return True
     return root.epoch <= consequence.epoch + LINK_EPOCHS
+
+
+def _when(finding: Finding, other: Finding) -> int | None:
+    """When `finding` was seen, on the clock both findings share: the optimizer step
+    when both have one, else the epoch."""
+    if finding.step is not None and other.step is not None:
+        return finding.step
+    return finding.epoch
 
 
 def _root_of(finding: Finding, findings: list[Finding]) -> Finding | None:

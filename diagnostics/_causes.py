@@ -76,17 +76,27 @@ def _explains(root: Finding, consequence: Finding) -> bool:
     if consequence.symptom not in CAUSES.get(root.symptom, ()):
         return False
     if root.symptom in CAUSES.get(consequence.symptom, ()):
-        # Each can cause the other: the root is the one that moved first. A gradient norm
-        # that grew 100x steps before the loss blew up is exploding gradients, the
-        # blow-up its consequence; a loss and gradient that blow up at the same step are
-        # divergence (the gradient of a blown-up loss is large): ties go by ROOT_ORDER.
-        first, then = _when(root, consequence), _when(consequence, root)
-        if first is None or then is None:
-            return ROOT_ORDER.index(root.symptom) < ROOT_ORDER.index(consequence.symptom)
-        return first < then or (first == then and ROOT_ORDER.index(root.symptom) < ROOT_ORDER.index(consequence.symptom))
+        return _moved_first(root, consequence)
     if root.epoch is None or consequence.epoch is None:
         return True
     return root.epoch <= consequence.epoch + LINK_EPOCHS
+
+
+def _moved_first(root: Finding, consequence: Finding) -> bool:
+    """For two symptoms that can cause each other (divergence and exploding
+    gradients): whether `root` moved first. A gradient norm that grew 100x while the
+    loss was merely not improving, steps before the loss blew up, is exploding
+    gradients, the blow-up its consequence. A gradient that jumped at the very step
+    the loss did (`loss_jumped_with_it`) did not move first: the gradient of a
+    blown-up loss is large, and that is divergence. Same step: ties go by ROOT_ORDER."""
+    if root.evidence.get("loss_jumped_with_it"):
+        return False
+    if consequence.evidence.get("loss_jumped_with_it"):
+        return True
+    first, then = _when(root, consequence), _when(consequence, root)
+    if first is None or then is None or first == then:
+        return ROOT_ORDER.index(root.symptom) < ROOT_ORDER.index(consequence.symptom)
+    return first < then
 
 
 def _when(finding: Finding, other: Finding) -> int | None:

@@ -340,3 +340,27 @@ def test_a_full_batch_blow_up_is_decided_on_three_later_steps_not_one():
         record.add_epoch(e, {"loss": value}, step=e + 1)
         findings += DivergenceDetector()(record)
     assert findings == []
+
+
+def test_a_gradient_spike_the_loss_jumped_with_is_explained_by_the_divergence_after_it():
+    # inputs x1000 under SGD: loss and gradient jump 1e16x at step 2, inf at step 3
+    record = TrainingRecord(["dense", "dense_1"])
+    record.chance_loss, record.loss_name = 1.04, "mse"
+    record.add_steps(np.arange(1, 5), loss=[4.4e5, 5.6e21, np.inf, np.nan], grad_norm=[2.0e6, 1.9e18, np.nan, np.nan])
+    findings = diagnose(record)
+    assert top_finding(findings).symptom == DIVERGENCE
+    spike = next(f for f in findings if f.evidence.get("loss_jumped_with_it"))
+    assert spike.evidence["caused_by"] == DIVERGENCE
+
+
+def test_a_regression_that_learned_half_its_target_variance_is_not_stalled():
+    # noisy targets (R^2 0.5): its first epoch already halved the loss, later epochs
+    # crawl while a cosine schedule anneals the rate
+    losses = [0.71, 0.60, 0.55, 0.52, 0.506, 0.494, 0.485, 0.4775, 0.4717, 0.4441, 0.4427, 0.4415, 0.4405,
+              0.4397, 0.439, 0.4385, 0.4382]
+    record = _record(losses, chance=1.205, loss_name="mse", val_loss=[0.57] * len(losses))
+    record.add_steps(np.arange(1, 11), loss=np.full(10, 0.75))
+    assert StalledTrainingDetector()(record) == []
+    # ...while one still above half its target variance is
+    stuck = _record([0.9] + [0.85] * 9, chance=1.205, loss_name="mse", val_loss=[0.9] * 10)
+    assert StalledTrainingDetector()(stuck)

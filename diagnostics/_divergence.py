@@ -61,14 +61,6 @@ DIVERGENCE_SPIKE_FACTOR = 1e4
 # finding); with the 2-step smoothing lag and a check after every step while a
 # blow-up is pending, divergence that lasts is still seen within 10 steps of its start.
 DIVERGENCE_CONFIRM_STEPS = 6
-# At an epoch's end a pending blow-up is decided early, on the median of the 3 steps
-# after its onset, never on fewer: a one-step epoch (full-batch training) ends every
-# step, and deciding on the one step after the onset called every full-batch blow-up
-# divergence at once. On the tuning half of benchmarks/pathology_suite.py, full-batch
-# adaptive steps threw the loss up 100-4,000x for one step and it came back under 3x
-# its start within 1-5 steps (exploding gradients by the oracle's held-batch gradient),
-# yet all were called divergence at step 2 and stopped there.
-DIVERGENCE_CONFIRM_MEDIAN = 3
 # Step losses are smoothed by a running median of 5 steps: one or two outlier
 # batches never trigger, a blow-up lasting 3 of 5 steps does.
 DIVERGENCE_SUSTAIN_STEPS = 5
@@ -285,7 +277,7 @@ class DivergenceDetector(Detector):
             # the steps of an epoch (1 for full-batch training).
             window = min(self.sustain_steps, len(loss), _steps_per_epoch(record) or self.sustain_steps)
             start = starting_loss(loss, window, chance_level(record), self.blowup_factor)
-            complete = _epoch_complete(record, where)
+            complete = _epoch_complete(record, where, self.confirm_steps)
             findings = self._spike(record, loss, where, start, complete)
             if len(loss) <= window:
                 return findings
@@ -356,13 +348,12 @@ class DivergenceDetector(Detector):
     def _confirmed(self, loss: np.ndarray, onset: int, bound: float, complete: bool) -> bool:
         """Whether the loss is still above `bound` `confirm_steps` after `onset` (the
         median of the 3 steps ending there). Until then the episode is pending, unless
-        the epoch is over and at least 3 steps followed the onset: then the median of
-        the last 3 decides."""
+        the epoch is over (`_epoch_complete`): then the steps that followed it decide."""
         check = onset + self.confirm_steps
         if check < len(loss):
             return bool(np.median(loss[check - 2 : check + 1]) > bound)
         later = loss[onset + 1 :]
-        return bool(complete and len(later) >= DIVERGENCE_CONFIRM_MEDIAN and np.median(later[-3:]) > bound)
+        return bool(complete and len(later) and np.median(later[-3:]) > bound)
 
     def _spike(self, record: TrainingRecord, loss: np.ndarray, where: np.ndarray, start: float,
                complete: bool) -> list[Finding]:
@@ -422,10 +413,24 @@ def _steps_per_epoch(record: TrainingRecord) -> int | None:
     return max(1, int(np.median(np.diff(np.concatenate(([0.0], ends))))))
 
 
-def _epoch_complete(record: TrainingRecord, where: np.ndarray) -> bool:
-    """Whether the last recorded step ends an epoch (an epoch-end diagnosis)."""
+def _epoch_complete(record: TrainingRecord, where: np.ndarray, confirm_steps: int) -> bool:
+    """Whether the last recorded step ends an epoch at which a pending blow-up is
+    decided by the steps that followed it (an epoch-end diagnosis).
+
+    Only epochs of at least `confirm_steps` steps decide early. A shorter epoch
+    (full-batch training: one step) is followed by the next ones, each diagnosed, so
+    the confirming steps arrive within `confirm_steps` optimizer steps anyway; deciding
+    at each one-step epoch's end judged a blow-up on the one step after it. On the
+    tuning half of benchmarks/pathology_suite.py, full-batch Adagrad and RMSprop steps
+    threw the loss up 30-2,000x and it came back under 3x its start within 1-4 steps
+    (exploding gradients by the oracle's held-batch gradient, trains well after), yet
+    all were called divergence at step 2 and stopped there.
+    """
     ends = [e for e in record.epoch_end_step if e is not None]
-    return bool(ends and len(where) and ends[-1] >= where[-1])
+    if not (ends and len(where) and ends[-1] >= where[-1]):
+        return False
+    per_epoch = _steps_per_epoch(record)
+    return per_epoch is None or per_epoch >= confirm_steps
 
 
 def _divergence_advice(record: TrainingRecord, index: int) -> str:

@@ -116,9 +116,9 @@ def test_a_transient_spike_the_loss_comes_back_from_is_not_divergence():
 
 
 def test_a_blow_up_is_pending_mid_epoch_and_decided_at_the_epoch_end():
-    loss = [78.0, 2.8e14, 3.7e8, 3.4e7, 3.0e9]  # 5 steps: too few to confirm mid-epoch
+    loss = [78.0, 2.8e14, 3.7e8, 3.4e7, 3.0e9, 1e9]  # 6 steps: too few to confirm mid-epoch
     assert DivergenceDetector()(_steps_record(loss)) == []
-    (f,) = DivergenceDetector()(_steps_record(loss, epoch_end=5))
+    (f,) = DivergenceDetector()(_steps_record(loss, epoch_end=6))
     assert (f.severity, f.step, f.epoch) == ("critical", 2, 1)
 
 
@@ -287,11 +287,11 @@ def test_a_loss_falling_toward_chance_is_not_progress():
 
 
 def test_a_full_batch_loss_that_climbs_for_good_is_divergence_not_a_stall():
-    # one step per epoch: no minibatch noise to smooth over; decided once 3 steps
-    # followed the blow-up (DIVERGENCE_CONFIRM_MEDIAN)
+    # one step per epoch: no minibatch noise to smooth over; decided once the loss is
+    # still up 6 steps after it blew up (DIVERGENCE_CONFIRM_STEPS), not at each epoch end
     record = TrainingRecord(["dense", "dense_1"])
     record.chance_loss, record.loss_name = 0.95, "mse"
-    for e, value in enumerate([1.43, 139.8, 346.5, 520.0, 810.0]):
+    for e, value in enumerate([1.43, 139.8, 346.5, 520.0, 810.0, 1.1e3, 1.6e3, 2.5e3, 4e3]):
         record.add_steps([e + 1], loss=[value], grad_norm=[3.2 * (e * 50 + 1)])
         record.add_epoch(e, {"loss": value, "val_loss": value}, step=e + 1)
     findings = diagnose(record)
@@ -328,12 +328,12 @@ def test_a_loss_and_gradient_blowing_up_at_the_same_step_are_divergence():
     assert link_causes([diverged, later])[1].evidence["caused_by"] == DIVERGENCE
 
 
-def test_a_full_batch_blow_up_is_decided_on_three_later_steps_not_one():
-    # full-batch Adam too large for the curvature: the loss 4,500x for one step, then
-    # back under 3x its start; each one-step epoch ends right after the jump
+def test_a_full_batch_blow_up_waits_for_its_confirming_steps_not_the_epoch_end():
+    # full-batch Adagrad too large for the curvature: the loss 100-300x for three steps,
+    # then back under 3x its start; each one-step epoch ends right after the jump
     record = TrainingRecord(["dense", "dense_1"])
     record.chance_loss, record.loss_name = 1.04, "mse"
-    values = [1.52, 6860.0, 60.3, 3.9, 2.1, 1.6, 1.2, 1.0, 0.9, 0.8]
+    values = [1.43, 139.8, 346.5, 298.6, 3.39, 1.34, 1.18, 1.08, 1.0, 0.95]
     findings = []
     for e, value in enumerate(values):
         record.add_steps([e + 1], loss=[value], grad_norm=[3.6])

@@ -278,7 +278,7 @@ class DivergenceDetector(Detector):
             window = min(self.sustain_steps, len(loss), _steps_per_epoch(record) or self.sustain_steps)
             start = starting_loss(loss, window, chance_level(record), self.blowup_factor)
             complete = _epoch_complete(record, where, self.confirm_steps)
-            findings = self._spike(record, loss, where, start, complete)
+            findings = self._spike(record, loss, where, start, complete, window)
             if len(loss) <= window:
                 return findings
         else:  # epoch losses: an epoch mean is already sustained over many steps
@@ -308,7 +308,7 @@ class DivergenceDetector(Detector):
                 # Still blown up `confirm_steps` after its first blown step, or a transient
                 # the loss came back from (dated from that first step, not the window's end).
                 onset = first + int(np.argmax(loss[first : at + 1] > bound))
-                if not self._confirmed(loss, onset, bound, complete):
+                if not self._confirmed(loss, onset, bound, complete, window):
                     continue
                 step = int(where[at])
                 if spiked is not None and spiked <= step:
@@ -345,25 +345,34 @@ class DivergenceDetector(Detector):
             )
         return sorted(findings, key=lambda f: f.step if f.step is not None else -1)
 
-    def _confirmed(self, loss: np.ndarray, onset: int, bound: float, complete: bool) -> bool:
+    def _confirmed(self, loss: np.ndarray, onset: int, bound: float, complete: bool, window: int) -> bool:
         """Whether the loss is still above `bound` `confirm_steps` after `onset` (the
         median of the 3 steps ending there). Until then the episode is pending, unless
-        the epoch is over (`_epoch_complete`): then the steps that followed it decide."""
+        the epoch is over (`_epoch_complete`): then the steps that followed it decide.
+
+        Without minibatch noise (full-batch steps, `window` 1) there is no outlier to
+        take a median over: a loss that came back under `bound` at any step of the
+        window came back. On the tuning half of benchmarks/pathology_suite.py, a
+        full-batch momentum-0.99 regression swung between 0.02-0.6 and its start of
+        3 every third step (oscillating loss) and the 3-step median called it a
+        lasting blow-up."""
         check = onset + self.confirm_steps
         if check < len(loss):
+            if window == 1:
+                return bool(np.all(loss[onset + 1 : check + 1] > bound))
             return bool(np.median(loss[check - 2 : check + 1]) > bound)
         later = loss[onset + 1 :]
         return bool(complete and len(later) and np.median(later[-3:]) > bound)
 
     def _spike(self, record: TrainingRecord, loss: np.ndarray, where: np.ndarray, start: float,
-               complete: bool) -> list[Finding]:
+               complete: bool, window: int) -> list[Finding]:
         """A single step loss `DIVERGENCE_SPIKE_FACTOR` above the start that the loss
         has not come back from: one step that large throws the weights far off."""
         if not start or not np.isfinite(start):
             return []
         bound = self.start_factor * abs(start)
         for at in np.flatnonzero(loss > DIVERGENCE_SPIKE_FACTOR * abs(start)).tolist():
-            if not self._confirmed(loss, at, bound, complete):
+            if not self._confirmed(loss, at, bound, complete, window):
                 continue
             step = int(where[at])
             index = epoch_index_of_step(record, step)

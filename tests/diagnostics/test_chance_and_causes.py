@@ -364,3 +364,15 @@ def test_a_regression_that_learned_half_its_target_variance_is_not_stalled():
     # ...while one still above half its target variance is
     stuck = _record([0.9] + [0.85] * 9, chance=1.205, loss_name="mse", val_loss=[0.9] * 10)
     assert StalledTrainingDetector()(stuck)
+
+
+def test_a_full_batch_loss_swinging_back_to_its_best_is_not_divergence():
+    # full-batch SGD, momentum 0.99, on a linear regression: every third step comes
+    # back near its best (oscillating loss), the others near the start
+    record = TrainingRecord(["dense"])
+    record.chance_loss, record.loss_name = 1.04, "mse"
+    values = [3.05, 0.02, 2.93, 2.95, 0.10, 2.78, 2.80, 0.25, 2.61, 2.62, 0.43, 2.46, 2.42, 0.60]
+    for e, value in enumerate(values):
+        record.add_steps([e + 1], loss=[value], grad_norm=[3.4])
+        record.add_epoch(e, {"loss": value}, step=e + 1)
+    assert DivergenceDetector()(record) == []

@@ -34,7 +34,9 @@ from descentkit.diagnostics._finding import (
 # the first layers' gradients vanish and the loss stops improving; vanishing
 # gradients stall the loss; exploding gradients make the loss swing or stall; and a
 # loss that swings makes the validation loss rise while the training loss falls in
-# its downswings, which is not overfitting.
+# its downswings, which is not overfitting. Divergence and exploding gradients
+# cause each other: which one is the root is decided by which was seen first
+# (`_explains`).
 CAUSES: dict[str, tuple[str, ...]] = {
     DIVERGENCE: (
         EXPLODING_GRADIENTS,
@@ -45,7 +47,7 @@ CAUSES: dict[str, tuple[str, ...]] = {
         STALLED_TRAINING,
         OVERFITTING,
     ),
-    EXPLODING_GRADIENTS: (OSCILLATING_LOSS, STALLED_TRAINING, OVERFITTING),
+    EXPLODING_GRADIENTS: (DIVERGENCE, OSCILLATING_LOSS, STALLED_TRAINING, OVERFITTING),
     DEAD_UNITS: (VANISHING_GRADIENTS, STALLED_TRAINING),
     SATURATED_ACTIVATIONS: (VANISHING_GRADIENTS, STALLED_TRAINING),
     VANISHING_GRADIENTS: (STALLED_TRAINING,),
@@ -73,9 +75,36 @@ def _explains(root: Finding, consequence: Finding) -> bool:
         return False
     if consequence.symptom not in CAUSES.get(root.symptom, ()):
         return False
+    if root.symptom in CAUSES.get(consequence.symptom, ()):
+        return _moved_first(root, consequence)
     if root.epoch is None or consequence.epoch is None:
         return True
     return root.epoch <= consequence.epoch + LINK_EPOCHS
+
+
+def _moved_first(root: Finding, consequence: Finding) -> bool:
+    """For two symptoms that can cause each other (divergence and exploding
+    gradients): whether `root` moved first. A gradient norm that grew 100x while the
+    loss was merely not improving, steps before the loss blew up, is exploding
+    gradients, the blow-up its consequence. A gradient that jumped at the very step
+    the loss did (`loss_jumped_with_it`) did not move first: the gradient of a
+    blown-up loss is large, and that is divergence. Same step: ties go by ROOT_ORDER."""
+    if root.evidence.get("loss_jumped_with_it"):
+        return False
+    if consequence.evidence.get("loss_jumped_with_it"):
+        return True
+    first, then = _when(root, consequence), _when(consequence, root)
+    if first is None or then is None or first == then:
+        return ROOT_ORDER.index(root.symptom) < ROOT_ORDER.index(consequence.symptom)
+    return first < then
+
+
+def _when(finding: Finding, other: Finding) -> int | None:
+    """When `finding` was seen, on the clock both findings share: the optimizer step
+    when both have one, else the epoch."""
+    if finding.step is not None and other.step is not None:
+        return finding.step
+    return finding.epoch
 
 
 def _root_of(finding: Finding, findings: list[Finding]) -> Finding | None:

@@ -277,8 +277,8 @@ class DivergenceDetector(Detector):
             # the steps of an epoch (1 for full-batch training).
             window = min(self.sustain_steps, len(loss), _steps_per_epoch(record) or self.sustain_steps)
             start = starting_loss(loss, window, chance_level(record), self.blowup_factor)
-            complete = _epoch_complete(record, where)
-            findings = self._spike(record, loss, where, start, complete)
+            complete = _epoch_complete(record, where, self.confirm_steps)
+            findings = self._spike(record, loss, where, start, complete, window)
             if len(loss) <= window:
                 return findings
         else:  # epoch losses: an epoch mean is already sustained over many steps
@@ -308,7 +308,7 @@ class DivergenceDetector(Detector):
                 # Still blown up `confirm_steps` after its first blown step, or a transient
                 # the loss came back from (dated from that first step, not the window's end).
                 onset = first + int(np.argmax(loss[first : at + 1] > bound))
-                if not self._confirmed(loss, onset, bound, complete):
+                if not self._confirmed(loss, onset, bound, complete, window):
                     continue
                 step = int(where[at])
                 if spiked is not None and spiked <= step:
@@ -345,25 +345,34 @@ class DivergenceDetector(Detector):
             )
         return sorted(findings, key=lambda f: f.step if f.step is not None else -1)
 
-    def _confirmed(self, loss: np.ndarray, onset: int, bound: float, complete: bool) -> bool:
+    def _confirmed(self, loss: np.ndarray, onset: int, bound: float, complete: bool, window: int) -> bool:
         """Whether the loss is still above `bound` `confirm_steps` after `onset` (the
         median of the 3 steps ending there). Until then the episode is pending, unless
-        the epoch is over: then the steps that followed it decide."""
+        the epoch is over (`_epoch_complete`): then the steps that followed it decide.
+
+        Without minibatch noise (full-batch steps, `window` 1) there is no outlier to
+        take a median over: a loss that came back under `bound` at any step of the
+        window came back. On the tuning half of benchmarks/pathology_suite.py, a
+        full-batch momentum-0.99 regression swung between 0.02-0.6 and its start of
+        3 every third step (oscillating loss) and the 3-step median called it a
+        lasting blow-up."""
         check = onset + self.confirm_steps
         if check < len(loss):
+            if window == 1:
+                return bool(np.all(loss[onset + 1 : check + 1] > bound))
             return bool(np.median(loss[check - 2 : check + 1]) > bound)
         later = loss[onset + 1 :]
         return bool(complete and len(later) and np.median(later[-3:]) > bound)
 
     def _spike(self, record: TrainingRecord, loss: np.ndarray, where: np.ndarray, start: float,
-               complete: bool) -> list[Finding]:
+               complete: bool, window: int) -> list[Finding]:
         """A single step loss `DIVERGENCE_SPIKE_FACTOR` above the start that the loss
         has not come back from: one step that large throws the weights far off."""
         if not start or not np.isfinite(start):
             return []
         bound = self.start_factor * abs(start)
         for at in np.flatnonzero(loss > DIVERGENCE_SPIKE_FACTOR * abs(start)).tolist():
-            if not self._confirmed(loss, at, bound, complete):
+            if not self._confirmed(loss, at, bound, complete, window):
                 continue
             step = int(where[at])
             index = epoch_index_of_step(record, step)
@@ -413,10 +422,24 @@ def _steps_per_epoch(record: TrainingRecord) -> int | None:
     return max(1, int(np.median(np.diff(np.concatenate(([0.0], ends))))))
 
 
-def _epoch_complete(record: TrainingRecord, where: np.ndarray) -> bool:
-    """Whether the last recorded step ends an epoch (an epoch-end diagnosis)."""
+def _epoch_complete(record: TrainingRecord, where: np.ndarray, confirm_steps: int) -> bool:
+    """Whether the last recorded step ends an epoch at which a pending blow-up is
+    decided by the steps that followed it (an epoch-end diagnosis).
+
+    Only epochs of at least `confirm_steps` steps decide early. A shorter epoch
+    (full-batch training: one step) is followed by the next ones, each diagnosed, so
+    the confirming steps arrive within `confirm_steps` optimizer steps anyway; deciding
+    at each one-step epoch's end judged a blow-up on the one step after it. On the
+    tuning half of benchmarks/pathology_suite.py, full-batch Adagrad and RMSprop steps
+    threw the loss up 30-2,000x and it came back under 3x its start within 1-4 steps
+    (exploding gradients by the oracle's held-batch gradient, trains well after), yet
+    all were called divergence at step 2 and stopped there.
+    """
     ends = [e for e in record.epoch_end_step if e is not None]
-    return bool(ends and len(where) and ends[-1] >= where[-1])
+    if not (ends and len(where) and ends[-1] >= where[-1]):
+        return False
+    per_epoch = _steps_per_epoch(record)
+    return per_epoch is None or per_epoch >= confirm_steps
 
 
 def _divergence_advice(record: TrainingRecord, index: int) -> str:

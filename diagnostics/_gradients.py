@@ -211,6 +211,8 @@ class ExplodingGradientsDetector(Detector):
                     "growth": growth,
                     "loss_before": float(loss[i - 1]),
                     "loss_after": float(jump),
+                    # the loss moved with the gradient, not after it (`link_causes`)
+                    "loss_jumped_with_it": True,
                     "smoothed_over": "none (one step)",
                     "learning_rate": float("nan") if rate is None else rate,
                 },

@@ -116,9 +116,9 @@ def test_a_transient_spike_the_loss_comes_back_from_is_not_divergence():
 
 
 def test_a_blow_up_is_pending_mid_epoch_and_decided_at_the_epoch_end():
-    loss = [78.0, 2.8e14, 3.7e8, 3.4e7, 3.0e9]  # 5 steps: too few to confirm mid-epoch
+    loss = [78.0, 2.8e14, 3.7e8, 3.4e7, 3.0e9, 1e9]  # 6 steps: too few to confirm mid-epoch
     assert DivergenceDetector()(_steps_record(loss)) == []
-    (f,) = DivergenceDetector()(_steps_record(loss, epoch_end=5))
+    (f,) = DivergenceDetector()(_steps_record(loss, epoch_end=6))
     assert (f.severity, f.step, f.epoch) == ("critical", 2, 1)
 
 
@@ -287,10 +287,11 @@ def test_a_loss_falling_toward_chance_is_not_progress():
 
 
 def test_a_full_batch_loss_that_climbs_for_good_is_divergence_not_a_stall():
-    # one step per epoch: no minibatch noise to smooth over
+    # one step per epoch: no minibatch noise to smooth over; decided once the loss is
+    # still up 6 steps after it blew up (DIVERGENCE_CONFIRM_STEPS), not at each epoch end
     record = TrainingRecord(["dense", "dense_1"])
     record.chance_loss, record.loss_name = 0.95, "mse"
-    for e, value in enumerate([1.43, 139.8, 346.5]):
+    for e, value in enumerate([1.43, 139.8, 346.5, 520.0, 810.0, 1.1e3, 1.6e3, 2.5e3, 4e3]):
         record.add_steps([e + 1], loss=[value], grad_norm=[3.2 * (e * 50 + 1)])
         record.add_epoch(e, {"loss": value, "val_loss": value}, step=e + 1)
     findings = diagnose(record)
@@ -302,3 +303,76 @@ def test_a_loss_coming_down_fast_from_above_chance_is_not_stalled():
     # a small binary net at a low rate: 25 % above chance, 16 % lower in 3 epochs
     record = _record([0.87, 0.80, 0.73], chance=0.693, val_loss=[0.84, 0.78, 0.72], accuracy=[0.45, 0.52, 0.57])
     assert StalledTrainingDetector()(record) == []
+
+
+def test_gradients_that_exploded_before_the_loss_blew_up_are_the_root():
+    from descentkit.diagnostics import EXPLODING_GRADIENTS
+
+    exploding = _finding(EXPLODING_GRADIENTS, "warning", epoch=2, step=30, advice="Clip gradients.")
+    diverged = _finding(DIVERGENCE, "critical", epoch=3, step=45, advice="Lower the learning rate.")
+    linked = link_causes([exploding, diverged])
+    assert linked[1].evidence["caused_by"] == EXPLODING_GRADIENTS
+    assert "caused_by" not in linked[0].evidence and linked[0].evidence["consequences"] == [DIVERGENCE]
+    assert top_finding([exploding, diverged]).symptom == EXPLODING_GRADIENTS
+
+
+def test_a_loss_and_gradient_blowing_up_at_the_same_step_are_divergence():
+    from descentkit.diagnostics import EXPLODING_GRADIENTS
+
+    exploding = _finding(EXPLODING_GRADIENTS, "critical", epoch=1, step=4)
+    diverged = _finding(DIVERGENCE, "critical", epoch=1, step=4)
+    linked = link_causes([exploding, diverged])
+    assert linked[0].evidence["caused_by"] == DIVERGENCE and "caused_by" not in linked[1].evidence
+    # ...and a divergence seen first explains the gradients that exploded after it
+    later = _finding(EXPLODING_GRADIENTS, "critical", epoch=1, step=9)
+    assert link_causes([diverged, later])[1].evidence["caused_by"] == DIVERGENCE
+
+
+def test_a_full_batch_blow_up_waits_for_its_confirming_steps_not_the_epoch_end():
+    # full-batch Adagrad too large for the curvature: the loss 100-300x for three steps,
+    # then back under 3x its start; each one-step epoch ends right after the jump
+    record = TrainingRecord(["dense", "dense_1"])
+    record.chance_loss, record.loss_name = 1.04, "mse"
+    values = [1.43, 139.8, 346.5, 298.6, 3.39, 1.34, 1.18, 1.08, 1.0, 0.95]
+    findings = []
+    for e, value in enumerate(values):
+        record.add_steps([e + 1], loss=[value], grad_norm=[3.6])
+        record.add_epoch(e, {"loss": value}, step=e + 1)
+        findings += DivergenceDetector()(record)
+    assert findings == []
+
+
+def test_a_gradient_spike_the_loss_jumped_with_is_explained_by_the_divergence_after_it():
+    # inputs x1000 under SGD: loss and gradient jump 1e16x at step 2, inf at step 3
+    record = TrainingRecord(["dense", "dense_1"])
+    record.chance_loss, record.loss_name = 1.04, "mse"
+    record.add_steps(np.arange(1, 5), loss=[4.4e5, 5.6e21, np.inf, np.nan], grad_norm=[2.0e6, 1.9e18, np.nan, np.nan])
+    findings = diagnose(record)
+    assert top_finding(findings).symptom == DIVERGENCE
+    spike = next(f for f in findings if f.evidence.get("loss_jumped_with_it"))
+    assert spike.evidence["caused_by"] == DIVERGENCE
+
+
+def test_a_regression_that_learned_half_its_target_variance_is_not_stalled():
+    # noisy targets (R^2 0.5): its first epoch already halved the loss, later epochs
+    # crawl while a cosine schedule anneals the rate
+    losses = [0.71, 0.60, 0.55, 0.52, 0.506, 0.494, 0.485, 0.4775, 0.4717, 0.4441, 0.4427, 0.4415, 0.4405,
+              0.4397, 0.439, 0.4385, 0.4382]
+    record = _record(losses, chance=1.205, loss_name="mse", val_loss=[0.57] * len(losses))
+    record.add_steps(np.arange(1, 11), loss=np.full(10, 0.75))
+    assert StalledTrainingDetector()(record) == []
+    # ...while one still above half its target variance is
+    stuck = _record([0.9] + [0.85] * 9, chance=1.205, loss_name="mse", val_loss=[0.9] * 10)
+    assert StalledTrainingDetector()(stuck)
+
+
+def test_a_full_batch_loss_swinging_back_to_its_best_is_not_divergence():
+    # full-batch SGD, momentum 0.99, on a linear regression: every third step comes
+    # back near its best (oscillating loss), the others near the start
+    record = TrainingRecord(["dense"])
+    record.chance_loss, record.loss_name = 1.04, "mse"
+    values = [3.05, 0.02, 2.93, 2.95, 0.10, 2.78, 2.80, 0.25, 2.61, 2.62, 0.43, 2.46, 2.42, 0.60]
+    for e, value in enumerate(values):
+        record.add_steps([e + 1], loss=[value], grad_norm=[3.4])
+        record.add_epoch(e, {"loss": value}, step=e + 1)
+    assert DivergenceDetector()(record) == []

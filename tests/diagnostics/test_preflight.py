@@ -148,3 +148,22 @@ def test_a_standardized_pixel_with_one_far_outlier_is_not_a_scale_mismatch():
     x[:, 3] = -0.03
     x[7, 3] = 88.6  # z-scored on the training set, where it was almost never inked
     assert [f for f in preflight_checks(x) if f.symptom == "unnormalized_inputs"] == []
+
+
+def test_a_feature_whose_rms_is_one_rare_sample_has_no_scale_to_judge():
+    # validation pixels z-scored with the training split's tiny std: one inked image
+    # gives a border pixel an RMS of 21.5 over 1,000 samples (0.03 without it)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1000, 12))
+    x[:, 0] = -0.03 + 1e-3 * rng.random(1000)
+    x[5, 0] = 680.0
+    x[:, 1] = -0.03 + 1e-3 * rng.random(1000)  # never inked in this sample
+    assert [f for f in preflight_checks(x) if f.symptom == UNNORMALIZED_INPUTS] == []
+
+
+def test_a_heavy_tailed_feature_on_a_large_scale_is_still_unnormalized():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1000, 4))
+    x[:, 2] = rng.lognormal(6.0, 1.0, 1000)  # incomes: dense, heavy-tailed, RMS ~ 700
+    f = _only(preflight_checks(x), UNNORMALIZED_INPUTS)
+    assert f.evidence["x"]["largest_rms_feature"] == 2

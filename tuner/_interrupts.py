@@ -3,6 +3,12 @@
 The handler raises KeyboardInterrupt once; a library that swallows it (Keras has
 bare `except:` clauses) cannot keep the worker going: `check_interrupted` raises it
 again at the next epoch end (`interrupt_check`, a Keras callback) or trial boundary.
+
+Inside `model.fit` (`deferred()`) the first signal is only recorded: the callback
+raises it at the next batch (training or validation), in plain Python between
+steps. An exception raised asynchronously wherever the main thread happens to be
+can land inside TensorFlow's runtime (a Python callback of its C++ code, a
+half-made eager op), and that is no place to unwind from.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 # The signals received inside `interrupts()` (cleared when its outermost block ends).
 signals_seen: list[int] = []
 _depth = 0  # nested `interrupts()` blocks (the CLI's around run_sweep's) share signals_seen
+_deferring = 0  # inside `deferred()`: the first signal is raised by `interrupt_check`
 
 
 def check_interrupted() -> None:
@@ -46,7 +53,8 @@ def interrupts(on_second: Callable[[], None] | None = None) -> Iterator[None]:
             os.write(2, b"\ndescentkit: interrupted again: exiting now; a trial left running is re-queued "
                         b"on the next start\n")
             os._exit(130)
-        raise KeyboardInterrupt
+        if not _deferring:
+            raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     _depth += 1
@@ -60,16 +68,39 @@ def interrupts(on_second: Callable[[], None] | None = None) -> Iterator[None]:
             signals_seen.clear()
 
 
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Around `model.fit` with `interrupt_check()` among its callbacks: a first signal
+    is raised at the next batch or epoch boundary (or when the block ends), not
+    wherever it arrives; a second one still exits at once."""
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    check_interrupted()
+
+
 _callback_class: type | None = None
 
 
 def interrupt_check() -> Any:
-    """A Keras callback raising a swallowed interrupt again at each epoch's end."""
+    """A Keras callback raising a recorded interrupt at each batch's start (training and
+    validation) and each epoch's end: a deferred one, or one a library swallowed."""
     global _callback_class
     if _callback_class is None:
         import keras
 
         class InterruptCheck(keras.callbacks.Callback):
+            # batch *begin* hooks: a batch-end hook would turn off Keras's asynchronous
+            # dispatch of batch ends
+            def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+                check_interrupted()
+
+            def on_test_batch_begin(self, batch: int, logs: Any = None) -> None:
+                check_interrupted()
+
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
                 check_interrupted()
 

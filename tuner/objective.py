@@ -19,7 +19,7 @@ import numpy as np
 
 from descentkit.studies import Dataset
 from descentkit.tuner import _record
-from descentkit.tuner._interrupts import check_interrupted, interrupt_check
+from descentkit.tuner._interrupts import check_interrupted, deferred, interrupt_check
 from descentkit.tuner._materialize import DEFAULT_BATCH_SIZE, build_model, compile_model, load_dataset, suggest
 from descentkit.tuner._memory import custom_gradient_names, free_keras_memory, frozen_heap
 
@@ -140,16 +140,17 @@ class Objective:
         monitor = TrainingMonitor(stop_on=tuple(config.prune_on), stop_severity=config.prune_severity,
                                   probe_data=self._probe, verbose=0, preflight=False)
         pruning = OptunaPruning(trial, monitor=metric, training_monitor=monitor)
-        segment = model.fit(
-            data.x_train,
-            data.y_train,
-            batch_size=int(params.get("batch_size", DEFAULT_BATCH_SIZE)),
-            initial_epoch=start,
-            epochs=until_epoch,
-            validation_data=(data.x_val, data.y_val),
-            callbacks=[monitor, pruning, interrupt_check(), *self.callbacks],
-            verbose=0,
-        ).history
+        with deferred():  # a signal is raised between steps (interrupt_check), not inside TensorFlow
+            segment = model.fit(
+                data.x_train,
+                data.y_train,
+                batch_size=int(params.get("batch_size", DEFAULT_BATCH_SIZE)),
+                initial_epoch=start,
+                epochs=until_epoch,
+                validation_data=(data.x_val, data.y_val),
+                callbacks=[monitor, pruning, interrupt_check(), *self.callbacks],
+                verbose=0,
+            ).history
 
         history = {k: list(v) for k, v in (resume.history if resume is not None else {}).items()}
         for key, values in segment.items():

@@ -154,3 +154,30 @@ def test_ctrl_c_with_worker_processes_requeues_every_workers_trial(tmp_path):
     assert interrupted and all(t.user_attrs["error_type"] == "interrupted" for t in interrupted)
     queued = sorted(t.user_attrs["retry_of"] for t in study.trials if t.state == State.WAITING)
     assert queued == [t.number for t in interrupted]
+
+
+def test_a_signal_inside_fit_is_raised_between_steps_not_where_it_arrives():
+    """Inside `model.fit` the first signal is recorded and raised by the interrupt check
+    at the next batch: an exception raised asynchronously could land inside TensorFlow."""
+    import keras
+    import numpy as np
+
+    from descentkit.tuner._interrupts import deferred, interrupt_check, interrupts
+
+    seen: list = []
+
+    class Signal(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(batch)
+            if batch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+                seen.append("went on")  # the handler has run by now; it raised nothing here
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((64, 4), "float32"), np.zeros((64, 1), "float32")
+    with interrupts(), pytest.raises(KeyboardInterrupt) as raised, deferred():
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[Signal(), interrupt_check()], verbose=0)
+    assert seen == [0, 1, 2, "went on"], "raised at the start of the next batch, not before"
+    assert raised.traceback[-1].name == "check_interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the handlers are restored"

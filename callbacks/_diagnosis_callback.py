@@ -17,7 +17,7 @@ import numpy as np
 
 from descentkit.callbacks._activation_probe import ActivationProbe, activation_name, probe_batch
 from descentkit.callbacks._fit_data import fit_sample
-from descentkit.callbacks._step_signals import StepSignalRecorder, target_optimizer
+from descentkit.callbacks._step_signals import StepSignalRecorder, learning_rate_in_force, target_optimizer
 from descentkit.diagnostics._divergence import (
     DIVERGENCE_CONFIRM_STEPS,
     DIVERGENCE_START_FACTOR,
@@ -208,7 +208,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
         self._flushed_batch = 0
         # Read here, not at epoch end: a ReduceLROnPlateau placed before this
         # callback would already have changed it.
-        self._epoch_lr = self._learning_rate()
+        self._epoch_lr = learning_rate_in_force(self.model)
         # ...and told to the record, so a diagnosis within this epoch quotes it.
         if self.record is not None:
             self.record.current_learning_rate = self._epoch_lr
@@ -354,21 +354,11 @@ class DiagnosisCallback(keras.callbacks.Callback):
             f"{finding.message} Advice: {finding.advice}"
         )
 
-    def _learning_rate(self) -> float | None:
-        optimizer = getattr(self.model, "optimizer", None)
-        if optimizer is None:
-            return None
-        try:
-            # For a schedule, the property evaluates it at the current iteration.
-            return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-        except (TypeError, ValueError, AttributeError):
-            return None
-
     def _optimizer_step(self) -> int | None:
-        optimizer = getattr(self.model, "optimizer", None)
+        optimizer = target_optimizer(self.model)
         if optimizer is None:
             return None
-        return int(keras.ops.convert_to_numpy(target_optimizer(self.model).iterations))
+        return int(keras.ops.convert_to_numpy(optimizer.iterations))
 
     def _take_fit_sample(self) -> None:
         """Without probe data: a fixed sample of fit's validation (else training) data,

@@ -15,6 +15,8 @@ from typing import Any
 
 from descentkit.diagnostics import SEVERITIES, SYMPTOMS
 
+_CREDENTIALS = re.compile(r"(?P<head>[\w+.-]+://)(?P<user>[^:/@]*):[^@]*@")
+
 SYMPTOMS_TAG = "descentkit.symptoms"
 SYMPTOM_TAG = "descentkit.symptom."  # + symptom name; value: the worst severity seen
 FINDINGS_ARTIFACT = "findings.json"
@@ -104,13 +106,16 @@ def resolved_uri(tracking_uri: str | None) -> str:
 
 
 def redact_password(url: str) -> str:
-    """`scheme://user:secret@host` as `scheme://user:***@host`; other strings unchanged."""
-    head, sep, tail = str(url).partition("://")
-    if not sep or "@" not in tail.split("/", 1)[0]:
-        return str(url)
-    credentials, _, rest = tail.partition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{head}://{user}:***@{rest}" if ":" in credentials else str(url)
+    """`scheme://user:secret@host/...` as `scheme://user:***@host/...`, for logs, tags
+    and messages; a string without a password (a path, a journal file) unchanged.
+
+    The password is what SQLAlchemy reads as one: everything after the user's `:`
+    up to the next `@` (a password with `/` in it is hidden too)."""
+    text = str(url)
+    match = _CREDENTIALS.match(text)
+    if match is None:
+        return text
+    return f"{match['head']}{match['user']}:***@{text[match.end():]}"
 
 
 def metric_name(name: str) -> str:

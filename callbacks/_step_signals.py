@@ -27,6 +27,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -53,9 +54,22 @@ def layer_key(path: str, model_name: str) -> str:
 
 
 def target_optimizer(model: Any) -> Any:
-    """The optimizer whose `apply` sees unscaled gradients."""
-    optimizer = model.optimizer
+    """The optimizer whose `apply` sees unscaled gradients (a LossScaleOptimizer's
+    inner one); None for a model not compiled yet."""
+    optimizer = getattr(model, "optimizer", None)
     return getattr(optimizer, "inner_optimizer", None) or optimizer
+
+
+def learning_rate_in_force(model: Any) -> float | None:
+    """The rate the next step uses: a schedule evaluated at the optimizer's current
+    iteration; None without an optimizer or with a rate that is not a number."""
+    optimizer = target_optimizer(model)
+    if optimizer is None:
+        return None
+    try:
+        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 class _ApplyHook:
@@ -269,8 +283,14 @@ class StepSignalRecorder:
         if self.layer_names is not None:
             layers.update(self.layer_names)
         self._ensure_buffer(_width(len(layers)))
-        if self.update_ratio_every and not self._host_sampled:
+        if self._in_graph_ratio:
             self._shadows_of(variables)
+
+    @property
+    def _in_graph_ratio(self) -> bool:
+        """The update ratio is measured inside the compiled step (several steps per
+        execution) rather than sampled on the host between steps."""
+        return bool(self.update_ratio_every) and not self._host_sampled
 
     def uninstall(self) -> None:
         """Restore the optimizer's `apply` and the model's train function as they were."""
@@ -401,11 +421,11 @@ class StepSignalRecorder:
         if self.layer_names is None or self._buffer is None or self._buffer.shape[0] != self._rows:
             self._setup(variables)
         # host-sampled ratios copy the weights on the host, not into shadows
-        return self._shadows_of(variables) if self.update_ratio_every and not self._host_sampled else []
+        return self._shadows_of(variables) if self._in_graph_ratio else []
 
     def before_apply(self, pairs: list[tuple[Any, Any]], step: tf.Tensor) -> Any:
         shadows = self.prepare([v for _, v in pairs])
-        if not self.update_ratio_every or self._host_sampled:
+        if not self._in_graph_ratio:
             return None
         sampled = tf.equal(tf.math.floormod(step, self.update_ratio_every), 0)
 

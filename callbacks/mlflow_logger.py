@@ -14,6 +14,7 @@ import numpy as np
 
 from descentkit.callbacks import _mlflow
 from descentkit.callbacks._fit_data import fit_frame_locals
+from descentkit.callbacks._step_signals import learning_rate_in_force, target_optimizer
 
 # Hooks the logger needs itself; every other Keras hook of an internal monitor is
 # bound straight to the monitor's method, so Keras still sees a default (no-op)
@@ -375,11 +376,6 @@ def _batch_size_of(fit_locals: dict[str, Any]) -> int | None:
     return KERAS_DEFAULT_BATCH_SIZE if _arrays(fit_locals.get("x")) else None
 
 
-def _optimizer_of(model: Any) -> Any:
-    optimizer = getattr(model, "optimizer", None)
-    return getattr(optimizer, "inner_optimizer", None) or optimizer  # a LossScaleOptimizer's own
-
-
 def optimizer_params(optimizer: Any) -> dict[str, Any]:
     """`optimizer`, `learning_rate`, `lr_schedule` (+ `lr_schedule.<key>`), `momentum`,
     `nesterov` and the clipping/decay settings that are set, from the optimizer's config."""
@@ -455,7 +451,7 @@ def _rounded(value: Any) -> Any:
 
 def training_params(model: Any, fit_params: dict[str, Any] | None, batch_size: int | None) -> dict[str, Any]:
     """Every param `MLflowLogger` logs for one `fit`."""
-    params = optimizer_params(_optimizer_of(model))
+    params = optimizer_params(target_optimizer(model))
     fit_params = fit_params or {}
     if fit_params.get("epochs") is not None:
         params["epochs"] = fit_params["epochs"]
@@ -466,16 +462,6 @@ def training_params(model: Any, fit_params: dict[str, Any] | None, batch_size: i
     params.update(regularization_params(model))
     params["param_count"] = int(model.count_params())
     return {k: _rounded(v) for k, v in params.items()}
-
-
-def _current_learning_rate(model: Any) -> float | None:
-    optimizer = _optimizer_of(model)
-    if optimizer is None:
-        return None
-    try:
-        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-    except Exception:
-        return None
 
 
 def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
@@ -500,7 +486,7 @@ def epoch_metrics(record: Any, index: int | None, logs: dict[str, Any], rows: tu
     if lr is None or not np.isfinite(lr):
         lr = found.get("learning_rate")
     if lr is None and model is not None:
-        lr = _current_learning_rate(model)
+        lr = learning_rate_in_force(model)
     if lr is not None:
         found["learning_rate"] = float(lr)
     if record is None:

@@ -12,7 +12,6 @@ from typing import Any
 
 from descentkit.callbacks import _mlflow
 from descentkit.tuner import report
-from descentkit.tuner._storage_url import redact
 from descentkit.tuner._tracking_payload import (
     PARENT_OBJECTIVE_METRIC,
     PARENT_ROLE,
@@ -83,7 +82,7 @@ class SweepRuns:
         name = self._name(study)
         tags = {STUDY_TAG: name, ROLE_TAG: PARENT_ROLE}
         if self.storage:
-            tags["descentkit.storage"] = redact(self.storage)
+            tags["descentkit.storage"] = _mlflow.redact_password(self.storage)
         created = self._client.create_run(self._experiment_id, run_name=f"sweep-{name}", tags=tags)
         self._parent_status = "RUNNING"
         _mlflow.log_batch(self._client, created.info.run_id, params=study_params(study))
@@ -215,7 +214,7 @@ class SweepRuns:
         _mlflow.log_batch(client, run_id, metrics=[m for m in metrics if m is not None], tags=tags)
         client.log_dict(run_id, view, "pathology.json")
         client.log_text(run_id, report.pathology_text(view), "pathology.txt")
-        client.log_text(run_id, summarize_study(study, redact(self.storage or "")).to_text(), "summary.txt")
+        client.log_text(run_id, summarize_study(study, _mlflow.redact_password(self.storage or "")).to_text(), "summary.txt")
         for name, figure in report.study_figures(study).items():
             client.log_figure(run_id, figure, f"plots/{name}.png")
         client.set_terminated(run_id, "FINISHED")

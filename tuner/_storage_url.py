@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from descentkit.callbacks._mlflow import redact_password
 from descentkit.tuner.config import ConfigError
 
 JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
@@ -44,21 +45,6 @@ def sqlite_path(url: str) -> str | None:
     return None if path in ("", ":memory:") or path.startswith("file:") else path
 
 
-def redact(url: str) -> str:
-    """The URL with any password replaced by ***, for logs, tags and summaries."""
-    if storage_kind(url) == "journal":
-        return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not an SQLAlchemy URL: hide everything between "//" and "@"
-        head, _, tail = url.partition("://")
-        if "@" in tail:
-            return f"{head}://***@{tail.split('@', 1)[1]}"
-        return url
-
-
 def check_storage(url: str | None) -> None:
     """StorageError (one line: the URL, password hidden, and what to do) when `url`
     cannot hold a study: a bad scheme, a missing driver, a directory that does not
@@ -75,7 +61,7 @@ def check_storage(url: str | None) -> None:
     import sqlalchemy
     from sqlalchemy.engine import make_url
 
-    shown = redact(url)
+    shown = redact_password(url)
     try:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:

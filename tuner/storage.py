@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from descentkit.callbacks._mlflow import redact_password
 from descentkit.tuner._lock import BudgetLock
 from descentkit.tuner._storage_url import (
     StorageError,
@@ -24,7 +25,6 @@ from descentkit.tuner._storage_url import (
     connect_args,
     describe_server_error,
     journal_path,
-    redact,
     sqlite_path,
     storage_kind,
 )
@@ -75,7 +75,7 @@ class StorageSpec:
     @property
     def shown(self) -> str:
         """The storage with its password hidden (for messages, tags and summaries)."""
-        return redact(self.resolved) if self.kind != "journal" else str(journal_path(self.resolved))
+        return redact_password(self.resolved) if self.kind != "journal" else str(journal_path(self.resolved))
 
     @property
     def on_a_server(self) -> bool:

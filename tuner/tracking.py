@@ -43,7 +43,6 @@ from typing import Any
 
 from descentkit.callbacks import _mlflow
 from descentkit.tuner._mlflow_runs import SweepRuns, _delete_quietly, _numbers, mlflow_command
-from descentkit.tuner._storage_url import redact
 from descentkit.tuner._tracking_payload import FINISHED_STATES
 
 # After a failed call, trials finishing within this many seconds are not tried
@@ -180,9 +179,9 @@ class SweepTracker(SweepRuns):
         """The command that re-logs this study once MLflow is reachable."""
         command = f"descentkit mlflow-relog {self._name(study)}"
         if self.storage:
-            command += f" --storage {redact(self.storage)}"
+            command += f" --storage {_mlflow.redact_password(self.storage)}"
         if self.tracking_uri:
-            command += f" --tracking-uri {redact(self.tracking_uri)}"
+            command += f" --tracking-uri {_mlflow.redact_password(self.tracking_uri)}"
         return command
 
     # ------------------------------------------------------------ failure handling

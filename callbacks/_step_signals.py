@@ -222,6 +222,8 @@ class StepSignalRecorder:
         self._ratio_functions: tuple[Any, Any] | None = None
         self._ratio_key: tuple[Any, ...] = ()
         self._copied = False
+        # Host-measured ratios waiting for their step's row: {optimizer step: per-layer ratio}.
+        self._host_ratios: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------ install
     @property
@@ -251,6 +253,7 @@ class StepSignalRecorder:
         iterations = int(optimizer.iterations.numpy())
         self._next_step = iterations + 1
         self._copied = False
+        self._host_ratios.clear()
         if iterations < self._last_step:  # a new optimizer (recompiled): its steps restart
             self._last_step = iterations
             if self._buffer is not None:
@@ -352,8 +355,8 @@ class StepSignalRecorder:
             return None
         segment_ids = np.asarray(self._segment_ids([(None, v) for v in variables]))
         optimizer = target_optimizer(self._model)
-        buffer, rows, n_layers = self._buffer, self._rows, len(self.layer_names)
-        columns = np.int64(_FIXED_COLUMNS + n_layers + 1) + np.arange(n_layers, dtype=np.int64)
+        n_layers = len(self.layer_names)
+        pending = self._host_ratios
         copied: list[Any] = [-1, None]  # the optimizer step at the last copy, and the copy
 
         def copy() -> None:
@@ -363,10 +366,9 @@ class StepSignalRecorder:
         def measure() -> None:
             before, copied[1] = copied[1], None
             step = int(optimizer.iterations.numpy())
-            row = step % rows
-            # Exactly one step since the copy, and its row written: a step the loss
-            # scale skipped, or a batch that ran no step, measures nothing.
-            if before is None or step != copied[0] + 1 or float(buffer[row, _STEP].numpy()) != float(step):
+            # Exactly one step since the copy: a batch that ran no step measures nothing
+            # (and a step the loss scale skipped writes no row for the ratio to join).
+            if before is None or step != copied[0] + 1:
                 return
             delta_sq = np.array([np.sum(np.square(np.asarray(v.numpy(), np.float64) - w)) for v, w in zip(variables, before)])
             weight_sq = np.array([np.sum(np.square(w)) for w in before])
@@ -374,7 +376,7 @@ class StepSignalRecorder:
             layer_weight = np.bincount(segment_ids, weight_sq, minlength=n_layers + 1)[:n_layers]
             with np.errstate(invalid="ignore", over="ignore"):
                 ratio = np.sqrt(layer_delta) / (np.sqrt(layer_weight) + _EPSILON)
-            buffer.scatter_nd_update(np.stack([np.full(n_layers, row, np.int64), columns], axis=1), ratio)
+            pending[step] = ratio  # joined to the step's row by the next flush, on the host
 
         self._ratio_functions = (copy, measure)
         self._ratio_key = self._ratio_key_of(optimizer)
@@ -518,6 +520,12 @@ class StepSignalRecorder:
             n_layers = len(self.layer_names or [])
             layer_sq = new[:, _FIXED_COLUMNS : _FIXED_COLUMNS + n_layers + 1]
             ratios = new[:, _FIXED_COLUMNS + n_layers + 1 : _FIXED_COLUMNS + 2 * n_layers + 1]
+            if self._host_ratios:
+                row_of = {int(step): i for i, step in enumerate(new[:, _STEP])}
+                for step, ratio in self._host_ratios.items():
+                    if step in row_of:
+                        ratios[row_of[step]] = ratio
+                self._host_ratios.clear()  # a ratio whose step wrote no row is dropped
             # A non-finite gradient value makes its layer's sum of squares non-finite
             # (an overflowing square too): the layers hit, or 1 when only the global sum shows it.
             bad_layers = np.sum(~np.isfinite(layer_sq), axis=1).astype(np.float64)

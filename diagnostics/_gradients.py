@@ -175,45 +175,58 @@ class ExplodingGradientsDetector(Detector):
         """The first step whose gradient norm is `growth` times the first steps' and whose
         loss jumped `EXPLODING_SPIKE_LOSS_JUMP` times with it: an explosion too short for
         the running median (a full-batch adaptive step too large for the curvature
-        throws the loss up 1,000x for one step, then it comes back)."""
+        throws the loss up 1,000x for one step, then it comes back).
+
+        The jump is measured over the rise that ends at the step: from the last step
+        before the loss began to climb, through every step it kept climbing (one step,
+        or two or three when each step overshoots further than the last). The start
+        reference stops there too, so the blow-up's own first steps never raise it."""
         norms, loss = record.grad_norm[:limit], record.step_loss[:limit]
         keep = np.isfinite(norms) & np.isfinite(loss)
         steps, norms, loss = record.steps[:limit][keep], norms[keep], loss[keep]
         if len(norms) < 2:
             return None
-        # the median of the first min(i, EXPLODING_SPIKE_EARLY_STEPS) norms, for every i:
-        # a prefix median each for the first few steps, one median after them
-        head = min(len(norms), EXPLODING_SPIKE_EARLY_STEPS)
-        earlies = np.full(len(norms), float(np.median(norms[:head])))
-        earlies[:head] = [np.nan] + [float(np.median(norms[:i])) for i in range(1, head)]
+        head = EXPLODING_SPIKE_EARLY_STEPS
+        # rise_start[i]: the last step at or before i - 1 from which the loss climbed
+        # without a break up to step i
+        climbing = np.concatenate(([False], loss[1:] > loss[:-1]))
+        breaks = np.where(~climbing, np.arange(len(loss)), 0)
+        rise_start = np.maximum.accumulate(breaks)
+        rise_start = np.concatenate(([0], np.where(climbing[1:], rise_start[:-1], np.arange(len(loss) - 1))))
+        # the reference: the median of the first min(rise start + 1, head) norms
+        prefix = np.array([float(np.median(norms[:n])) for n in range(1, min(len(norms), head) + 1)])
+        earlies = prefix[np.minimum(rise_start + 1, len(prefix)) - 1]
+        earlies[0] = np.nan
         for i in np.flatnonzero((earlies > 0) & (norms > self.growth * earlies)):
-            early = float(earlies[i])
+            early, before = float(earlies[i]), int(rise_start[i])
             jump = max(loss[i], loss[i + 1] if i + 1 < len(loss) else -np.inf)
-            if not (loss[i - 1] > 0 and jump > EXPLODING_SPIKE_LOSS_JUMP * loss[i - 1]):
+            if not (loss[before] > 0 and jump > EXPLODING_SPIKE_LOSS_JUMP * loss[before]):
                 continue
             step = int(steps[i])
             index = epoch_index_of_step(record, step)
             rate = learning_rate_at(record, index)
             growth = float(norms[i] / early)
+            over = "" if before == i - 1 else f" over steps {int(steps[before + 1])}-{step}"
             return Finding(
                 symptom=EXPLODING_GRADIENTS,
-                severity="warning",  # one step, come back from: critical is for growth that lasts
+                severity="warning",  # a burst, come back from: critical is for growth that lasts
                 epoch=epoch_number(record, index),
                 step=step,
                 message=(
                     f"The gradient norm spiked {growth:.3g}x at step {step} ({norms[i]:.3g} vs {early:.3g} at the start) "
-                    f"and the loss jumped from {loss[i - 1]:.4g} to {jump:.4g} with it."
+                    f"and the loss jumped from {loss[before]:.4g} to {jump:.4g} with it{over}."
                 ),
                 advice=_exploding_advice(record, index),
                 evidence={
                     "grad_norm": float(norms[i]),
                     "early_grad_norm": early,
                     "growth": growth,
-                    "loss_before": float(loss[i - 1]),
+                    "loss_before": float(loss[before]),
                     "loss_after": float(jump),
+                    "rise_steps": i - before,
                     # the loss moved with the gradient, not after it (`link_causes`)
                     "loss_jumped_with_it": True,
-                    "smoothed_over": "none (one step)",
+                    "smoothed_over": "none (one step)" if before == i - 1 else f"none ({i - before} climbing steps)",
                     "learning_rate": float("nan") if rate is None else rate,
                 },
             )

@@ -98,3 +98,44 @@ def test_gradient_detectors_validate_thresholds():
         ExplodingGradientsDetector(growth=100, critical_growth=50)
     with pytest.raises(ValueError, match="window.*0"):
         ExplodingGradientsDetector(window=0)
+
+
+def _full_batch(loss, norms):
+    from descentkit.diagnostics import TrainingRecord
+
+    record = TrainingRecord(["dense", "dense_1"])
+    record.chance_loss, record.loss_name = 1.04, "mse"
+    for e, (value, norm) in enumerate(zip(loss, norms)):
+        record.add_steps([e + 1], loss=[value], grad_norm=[norm])
+        record.add_epoch(e, {"loss": value}, learning_rate=1.0, step=e + 1)
+    return record
+
+
+def test_a_gradient_burst_climbing_over_two_steps_is_exploding_gradients():
+    # full-batch Adagrad at lr 1 on a regression MLP (a tuning-half recipe of
+    # benchmarks/pathology_suite.py): the norm climbs 23x, then 1150x, the loss with
+    # it, and both come back. Measured from the step before the climb; a start that
+    # took in the climb's first step (3.1 and 72) would put the burst at 95x.
+    loss = [1.51, 38.2, 7855.0, 7321.0, 166.0, 6.12, 5.09, 4.56]
+    norms = [3.12, 72.4, 3585.0, 3252.0, 297.0, 17.1, 9.93, 6.99]
+    (f,) = ExplodingGradientsDetector()(_full_batch(loss, norms))
+    assert (f.symptom, f.severity, f.step) == (EXPLODING_GRADIENTS, "warning", 3)
+    assert f.evidence["rise_steps"] == 2 and f.evidence["loss_before"] == pytest.approx(1.51)
+    assert f.evidence["growth"] == pytest.approx(3585.0 / 3.12)
+    assert "over steps 2-3" in f.message
+
+
+def test_a_slow_climb_of_loss_and_gradient_is_not_a_burst():
+    # the same 1150x, spread over 12 rising steps whose loss rose only 8x: no burst
+    # (the sustained-growth rules judge slow growth)
+    loss = list(np.geomspace(1.0, 8.0, 13)) + [8.0] * 3
+    norms = list(np.geomspace(3.0, 3450.0, 13)) + [3450.0] * 3
+    assert not [f for f in ExplodingGradientsDetector()(_full_batch(loss, norms)) if "rise_steps" in f.evidence]
+
+
+def test_a_near_zero_loss_wobble_late_in_training_is_not_a_burst():
+    # a nearly fitted net: gradients 1e-4 of their start, the loss climbs 1e-4 -> 3e-3
+    # over three steps: 30x, but the gradient is still far below its start
+    loss = [2.0, 1.0, 0.5, 0.2, 0.1] + list(np.geomspace(0.05, 1e-4, 20)) + [3e-4, 1e-3, 3e-3, 1e-4]
+    norms = [5.0, 4.0, 3.0, 2.0, 1.0] + list(np.geomspace(0.5, 5e-4, 20)) + [2e-3, 5e-3, 1e-2, 5e-4]
+    assert ExplodingGradientsDetector()(_full_batch(loss, norms)) == []

@@ -168,6 +168,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
         self._loss_name: str | None = None
         self._watch_batches = 0
         self._chance_loss: float | None = None
+        self._loss_bound: float | None = None  # `_blow_up_bound`, once fixed
 
     # --------------------------------------------------------------- results
     def summary(self) -> str:
@@ -199,6 +200,7 @@ class DiagnosisCallback(keras.callbacks.Callback):
             self._flush_every = self.check_every
         self._take_fit_sample()
         self._set_chance_level()
+        self._loss_bound = None  # the chance level may have changed
         if self.preflight and not self._preflight_done:
             self._preflight_done = True
             self._run_preflight()
@@ -225,6 +227,8 @@ class DiagnosisCallback(keras.callbacks.Callback):
         elif batch - self._flushed_batch < self._flush_every:
             return
         self._flushed_batch = batch
+        if self._urgent and self.stopped_by is None and self._nothing_to_see():
+            return  # the steps wait in the ring for the next flush
         new_steps = self._flush()
         if not self._urgent or self.stopped_by is not None:
             return
@@ -283,21 +287,39 @@ class DiagnosisCallback(keras.callbacks.Callback):
             self._recorder.resync_steps()
         return added
 
-    def _loss_blew_up(self, n: int) -> bool:
-        """Whether a new step loss is far above the start (or the chance level): a cheap
-        look at the tail that lets the full divergence check run mid-epoch only then."""
-        record = self.record
-        if not n or record is None or len(record.step_loss) < 2:
+    def _nothing_to_see(self) -> bool:
+        """Whether the steps since the last flush can wait: the recorder's one-read look
+        finds no non-finite value and no step loss above what `_loss_blew_up` calls a
+        blow-up (known once the record holds its starting steps)."""
+        if self._recorder is None or self._watch_batches > 0:
             return False
-        loss = record.step_loss
-        head = loss[:DIVERGENCE_SUSTAIN_STEPS]
+        bound = self._blow_up_bound()
+        return bound is not None and not self._recorder.needs_flush(bound)
+
+    def _blow_up_bound(self) -> float | None:
+        """The detector's critical rise over the start (`DIVERGENCE_START_FACTOR` x the
+        starting loss), on raw step losses; fixed once the first
+        `DIVERGENCE_SUSTAIN_STEPS` steps are in the record."""
+        if self._loss_bound is not None:
+            return self._loss_bound
+        record = self.record
+        if record is None or len(record.step_loss) < 2:
+            return None
+        head = record.step_loss[:DIVERGENCE_SUSTAIN_STEPS]
         head = head[np.isfinite(head)]
         if not len(head):
-            return False
-        start = starting_loss(head, chance=record.chance_loss)
-        # The detector's critical rise over the start, on raw values (the detector
-        # then judges the smoothed ones).
-        return bool(np.any(loss[-n:] > DIVERGENCE_START_FACTOR * abs(start)))
+            return None
+        bound = DIVERGENCE_START_FACTOR * abs(starting_loss(head, chance=record.chance_loss))
+        if len(record.step_loss) >= DIVERGENCE_SUSTAIN_STEPS:
+            self._loss_bound = bound
+        return bound
+
+    def _loss_blew_up(self, n: int) -> bool:
+        """Whether a new step loss is far above the start (or the chance level): a cheap
+        look at the tail that lets the full divergence check run mid-epoch only then
+        (the detector then judges the smoothed losses)."""
+        bound = self._blow_up_bound() if n else None
+        return bound is not None and bool(np.any(self.record.step_loss[-n:] > bound))
 
     def _nonfinite_tail(self, n: int) -> bool:
         if not n or self.record is None:

@@ -480,30 +480,39 @@ class StepSignalRecorder:
         self._buffer.scatter_update(tf.IndexedSlices(tf.concat(columns, 0)[None, :], tf.reshape(index, [1])))
 
     # ------------------------------------------------------------ on the host
-    def flush(self, record: TrainingRecord) -> int:
-        """Append the steps written since the last flush to `record` (one host read).
-
-        Returns the number of steps appended.
-        """
-        self.nonfinite_loss = False
+    def needs_flush(self, loss_bound: float) -> bool:
+        """Whether the steps written since the last flush need the record now (one host
+        read, nothing appended): a non-finite loss or gradient value, a step loss above
+        `loss_bound`, or a ring half full. Between flushes a monitor that must stop a
+        divergence within a few steps looks here; the flush itself (a few hundred
+        microseconds of NumPy on a small model) then waits for the epoch end."""
         if self._buffer is None:
-            return 0
-        rows = self._buffer.numpy()
-        steps = rows[:, _STEP]
-        new = rows[steps > self._last_step]
+            return True
+        new = self._unread_rows()
         if not len(new):
-            return 0
-        new = new[np.argsort(new[:, _STEP])]
-        first = int(new[0, _STEP])
-        if self._last_step and first > self._last_step + 1:
-            self.steps_lost += first - self._last_step - 1  # read too rarely: the ring wrapped
-        self._last_step = int(new[-1, _STEP])
+            return False
+        if len(new) >= max(1, self._rows // 2):
+            return True
+        n_layers = len(self.layer_names or [])
+        signals = new[:, [_HALF_SQ, _LOSS_TOTAL] + list(range(_FIXED_COLUMNS, _FIXED_COLUMNS + n_layers + 1))]
+        if not np.isfinite(signals).all():
+            return True
+        with np.errstate(invalid="ignore"):
+            return bool(np.any(self._step_losses(new) > loss_bound))
 
-        # The loss tracker's running total and count after each step: a step's loss is
-        # the change of the total over the change of the count; a count that fell
-        # means the tracker was reset (a new epoch). Once the loss overflows, the
-        # total is inf and inf - inf is NaN: non-finite, as it should be, and not
-        # worth a RuntimeWarning in the user's console.
+    def _unread_rows(self) -> np.ndarray:
+        """The ring rows of the steps after the last flushed one, in step order."""
+        rows = self._buffer.numpy()
+        new = rows[rows[:, _STEP] > self._last_step]
+        return new[np.argsort(new[:, _STEP])]
+
+    def _step_losses(self, new: np.ndarray) -> np.ndarray:
+        """Each new row's step loss, from the loss tracker's running total and count.
+
+        A step's loss is the change of the total over the change of the count; a count
+        that fell means the tracker was reset (a new epoch). Once the loss overflows,
+        the total is inf and inf - inf is NaN: non-finite, as it should be, and not
+        worth a RuntimeWarning in the user's console."""
         totals = np.concatenate([[self._loss_total], new[:, _LOSS_TOTAL]])
         counts = np.concatenate([[self._loss_count], new[:, _LOSS_COUNT]])
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
@@ -512,7 +521,26 @@ class StepSignalRecorder:
             losses = np.full(len(new), np.nan)
             losses[grew] = ((totals[1:] - totals[:-1]) / (counts[1:] - counts[:-1]))[grew]
             losses[reset] = (totals[1:] / counts[1:])[reset]
-        self._loss_total, self._loss_count = float(totals[-1]), float(counts[-1])
+        return losses
+
+    def flush(self, record: TrainingRecord) -> int:
+        """Append the steps written since the last flush to `record` (one host read).
+
+        Returns the number of steps appended.
+        """
+        self.nonfinite_loss = False
+        if self._buffer is None:
+            return 0
+        new = self._unread_rows()
+        if not len(new):
+            return 0
+        first = int(new[0, _STEP])
+        if self._last_step and first > self._last_step + 1:
+            self.steps_lost += first - self._last_step - 1  # read too rarely: the ring wrapped
+        self._last_step = int(new[-1, _STEP])
+
+        losses = self._step_losses(new)
+        self._loss_total, self._loss_count = float(new[-1, _LOSS_TOTAL]), float(new[-1, _LOSS_COUNT])
         # A loss whose running total is not finite is a real non-finite loss (a NaN
         # step loss otherwise only means "not known").
         self.nonfinite_loss = bool(np.any(~np.isfinite(new[:, _LOSS_TOTAL])))

@@ -85,6 +85,26 @@ def test_more_steps_than_the_ring_buffer_holds_are_all_recorded(data, make_mlp):
     assert monitor.record.steps.tolist() == list(range(1, 129))
 
 
+def test_the_divergence_watch_reads_the_ring_without_flushing_a_healthy_epoch(data, make_mlp):
+    # TrainingMonitor looks at the ring every 8 steps to stop a divergence in time; on
+    # a healthy run those looks append nothing, the ring is flushed when half full
+    x, y = data
+    model = _compile(make_mlp(), lr=0.01)
+    monitor = TrainingMonitor(verbose=0)
+    flushes = []
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[monitor])  # installs the recorder
+    recorder = monitor._recorder
+    original = recorder.flush
+    recorder.flush = lambda record: flushes.append(original(record)) or flushes[-1]
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[monitor])
+
+    steps = len(x) // 2
+    assert monitor.record.steps.tolist() == list(range(1, 2 * steps + 1))
+    assert recorder.steps_lost == 0 and np.all(np.isfinite(monitor.record.step_loss[1:]))
+    # the first epoch's start is known: flushes only at half a ring (32 steps) and the epoch end
+    assert sum(flushes) == steps and len([n for n in flushes if n]) <= steps // (recorder.rows // 2) + 1
+
+
 def test_repeated_fit_records_continuous_steps(data, make_mlp):
     x, y = data
     model = _compile(make_mlp())

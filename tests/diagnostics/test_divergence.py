@@ -100,3 +100,37 @@ def test_divergence_in_the_first_epoch_quotes_the_current_learning_rate():
     (f,) = DivergenceDetector()(record)
     assert "from 2 to 0.2-0.667" in f.advice
     assert f.evidence["learning_rate"] == 2.0
+
+
+def _full_batch_record(loss):
+    """One full-batch step an epoch, as a regression MLP (chance level: var(y) ~ 1)."""
+    record = TrainingRecord(["dense", "dense_1"])
+    record.chance_loss, record.loss_name = 1.04, "mse"
+    for e, value in enumerate(loss):
+        record.add_steps([e + 1], loss=[value], grad_norm=[1.0])
+        record.add_epoch(e, {"loss": value}, learning_rate=1.0, step=e + 1)
+    return record
+
+
+def test_a_full_batch_loss_on_its_way_back_from_a_blow_up_is_not_divergence():
+    # full-batch Adagrad at lr 1 (a tuning-half recipe): 5,000x up, and 6 steps later
+    # 1,700x below that peak and 3x its start, falling at each step: the run trains
+    # well after it; the old rule confirmed it on 4.56 > 3 x 1.51 and stopped it
+    loss = [1.51, 38.2, 7855.0, 7321.0, 166.0, 6.12, 5.09, 4.56]
+    assert DivergenceDetector()(_full_batch_record(loss)) == []
+    assert DivergenceDetector()(_full_batch_record(loss + [3.9, 2.1, 1.2, 0.9])) == []
+
+
+def test_a_blow_up_that_stops_coming_back_counts_when_it_stops():
+    # the same start, then the loss settles at 5x its start and climbs again past 10x
+    loss = [1.51, 38.2, 7855.0, 7321.0, 166.0, 6.12, 5.09, 7.5, 11.0, 30.0, 90.0]
+    (f,) = DivergenceDetector()(_full_batch_record(loss))
+    assert (f.symptom, f.severity, f.step) == (DIVERGENCE, "critical", 2)
+    assert DivergenceDetector()(_full_batch_record(loss[:9])) == []  # pending while it still falls or hovers
+
+
+def test_a_blow_up_that_stays_far_above_its_start_is_divergence_though_below_its_peak():
+    # 1e6x up, then 1,000x down from the peak: still 1,000x the start, not a return
+    loss = [1.5, 1.5e6, 2e5, 1e4, 4e3, 2e3, 1.8e3, 1.6e3, 1.5e3]
+    (f,) = DivergenceDetector()(_full_batch_record(loss))
+    assert (f.severity, f.step) == ("critical", 2)

@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 HOOKS = ("on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_epoch_end", "on_train_end",
-         "_flush", "_diagnose", "_loss_blew_up", "_nonfinite_tail", "_optimizer_step")
-RECORDER = ("before_batch", "after_last_batch", "flush", "install", "uninstall")
+         "_flush", "_diagnose", "_loss_blew_up", "_nonfinite_tail", "_optimizer_step", "_nothing_to_see")
+RECORDER = ("before_batch", "after_last_batch", "flush", "needs_flush", "install", "uninstall")
 
 
 def _timed(cls: type, name: str, epoch: list[int], spent: dict[str, list[tuple[int, float]]]) -> Callable[[], None]:

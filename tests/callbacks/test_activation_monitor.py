@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 from descentkit.callbacks import ActivationMonitor
 
@@ -68,3 +69,29 @@ def _functional_io():
     hidden = keras.layers.Dense(8, name="linear_2")(hidden)
     hidden = keras.layers.Activation("sigmoid", name="squash")(hidden)
     return inputs, keras.layers.Dense(2, activation="softmax")(hidden)
+
+
+def _binary(functional: bool) -> keras.Model:
+    if functional:
+        inputs = keras.Input((8,))
+        hidden = keras.layers.Dense(32, activation="tanh", name="hidden")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="out")(hidden))
+    return keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="tanh", name="hidden"),
+                             keras.layers.Dense(1, activation="sigmoid", name="out")])
+
+
+@pytest.mark.parametrize("functional", [False, True], ids=["sequential", "functional"])
+def test_a_confident_sigmoid_output_of_a_binary_classifier_is_not_saturation(data, functional):
+    # a well-trained binary classifier: most sigmoid outputs end below 0.01 or above
+    # 0.99 (its confidence), which the probe must not read as saturated units
+    x, y = data
+    keras.utils.set_random_seed(0)
+    model = _binary(functional)
+    model.compile(keras.optimizers.SGD(0.5, momentum=0.9), "binary_crossentropy", metrics=["accuracy"])
+    monitor = ActivationMonitor(probe_data=x, verbose=0)
+    history = model.fit(x, y, batch_size=16, epochs=15, verbose=0, callbacks=[monitor])
+    confident = np.mean(np.abs(model.predict(x, verbose=0) - 0.5) > 0.49)
+
+    assert history.history["accuracy"][-1] > 0.95 and confident > 0.5  # the output is confident...
+    assert set(monitor.record.saturated_fraction) == {"hidden"}  # ...and not probed
+    assert "saturated_activations" not in {f.symptom for f in monitor.findings}

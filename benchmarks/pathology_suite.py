@@ -29,8 +29,8 @@ over the layers), with thresholds of its own fixed before descentkit was run:
   over epochs, below 1e-3, and the loss made less than 25 % progress;
 - overfitting: val_loss ends more than 15 % above its minimum while the training
   loss ends below its value at that minimum;
-- dead_units: at least 50 % of some ReLU layer's units output 0 on every held sample;
-- saturated_activations: at least 50 % of some tanh/sigmoid layer's outputs are
+- dead_units: at least 50 % of some hidden ReLU layer's units output 0 on every held sample;
+- saturated_activations: at least 50 % of some hidden tanh/sigmoid layer's outputs are
   saturated (|tanh| > 0.99, sigmoid < 0.01 or > 0.99);
 - oscillating_loss: the loss (per step when full-batch, else per epoch) rises by
   more than 5 % in at least a third of the changes, and its last third's median is

@@ -8,9 +8,18 @@ from typing import Any
 from pathology.data import Data
 
 
-def _head(data: Data, output_initializer: Any = "glorot_uniform", output_bias: Any = "zeros") -> Any:
+def _head(data: Data, output_initializer: Any = "glorot_uniform", output_bias: Any = "zeros",
+          sigmoid: bool = False) -> Any:
+    """The output layer: linear for regression, softmax over the classes, or (`sigmoid`,
+    two classes) one sigmoid unit trained with binary cross-entropy, as most users'
+    binary classifiers are."""
     import keras
 
+    if sigmoid:
+        if data.classes != 2:
+            raise ValueError(f"a sigmoid head needs two classes, not {data.classes}")
+        return keras.layers.Dense(1, activation="sigmoid", kernel_initializer=output_initializer,
+                                  bias_initializer=output_bias, name="out")
     if data.classes is None:
         return keras.layers.Dense(data.y.shape[-1], kernel_initializer=output_initializer,
                                   bias_initializer=output_bias, name="out")
@@ -20,7 +29,7 @@ def _head(data: Data, output_initializer: Any = "glorot_uniform", output_bias: A
 
 def mlp(data: Data, hidden: list[int], activation: str = "relu", kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros", dropout: float = 0.0, l2: float = 0.0,
-        output_initializer: Any = "glorot_uniform", output_bias: Any = "zeros") -> Any:
+        output_initializer: Any = "glorot_uniform", output_bias: Any = "zeros", sigmoid_head: bool = False) -> Any:
     import keras
 
     layers: list[Any] = [keras.Input(data.x.shape[1:])]
@@ -32,7 +41,7 @@ def mlp(data: Data, hidden: list[int], activation: str = "relu", kernel_initiali
                                          kernel_regularizer=keras.regularizers.L2(l2) if l2 else None))
         if dropout:
             layers.append(keras.layers.Dropout(dropout))
-    layers.append(_head(data, output_initializer, output_bias))
+    layers.append(_head(data, output_initializer, output_bias, sigmoid=sigmoid_head))
     return keras.Sequential(layers)
 
 
@@ -102,6 +111,8 @@ def optimizer(name: str, lr: Any, **kw: Any) -> Any:
 def compile_model(model: Any, data: Data, opt: Any) -> Any:
     if data.classes is None:
         model.compile(optimizer=opt, loss="mse")
+    elif model.layers[-1].name == "out" and model.layers[-1].units == 1:  # a sigmoid head
+        model.compile(optimizer=opt, loss="binary_crossentropy", metrics=["accuracy"])
     else:
         model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model

@@ -56,7 +56,10 @@ OVERFIT_MIN_EPOCHS = 5
 DEAD_FRACTION = 0.5
 # saturated_activations: at the end, at least SATURATED_FRACTION of some tanh or
 # sigmoid layer's outputs on the held batch are saturated: |tanh| > 0.99, sigmoid
-# below 0.01 or above 0.99.
+# below 0.01 or above 0.99. Both are about hidden layers: the output layer is not
+# watched (a binary classifier's sigmoid output beyond 0.01/0.99 is its confidence;
+# no recipe before the sigmoid-head ones had a ReLU, tanh or sigmoid output layer, so
+# this changed no earlier label).
 SATURATED_FRACTION = 0.5
 TANH_SATURATION = 0.99
 SIGMOID_SATURATION = 0.01
@@ -117,11 +120,11 @@ def _as_float(value: Any) -> float:
 
 
 def _watched_layers(model: Any) -> list[tuple[Any, str]]:
-    """(layer, activation name) for every layer whose output is a ReLU, tanh or sigmoid."""
+    """(layer, activation name) for every hidden layer whose output is a ReLU, tanh or sigmoid."""
     import keras
 
     watched = []
-    for layer in model.layers:
+    for layer in model.layers[:-1]:  # hidden layers: the recipes' models are Sequential
         if isinstance(layer, (keras.layers.GRU, keras.layers.LSTM)):
             continue  # gated outputs are not an activation's output
         activation = getattr(layer, "activation", None)
@@ -156,7 +159,10 @@ def make_recorder(held_x: np.ndarray, held_y: np.ndarray, n_train: int, batch_si
             layers = [layer for layer in model.layers if layer.trainable_weights]
             with tf.GradientTape() as tape:
                 pred = model(self.held_x, training=False)
-                value = tf.reduce_mean(self.loss_fn(self.held_y, pred))
+                target = self.held_y
+                if len(pred.shape) == len(target.shape) + 1 and pred.shape[-1] == 1:  # a sigmoid head
+                    target = tf.reshape(target, (-1, 1))
+                value = tf.reduce_mean(self.loss_fn(target, pred))
             weights = [w for layer in layers for w in layer.trainable_weights]
             grads = tape.gradient(value, weights)
             norms, i = [], 0

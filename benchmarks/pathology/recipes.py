@@ -470,4 +470,11 @@ RECIPES += [
     _r("h_diabetes_mlp_cosine", HEALTHY, T, "diabetes regression MLP 64 relu, SGD CosineDecay from lr=0.02",
        lambda s: fit(d := diabetes(s), mlp(d, [64]), optimizer("sgd", schedule("cosine", 0.02, decay_steps=300))
                      , 25, 32)),
+    # binary classifiers with one sigmoid output unit and binary cross-entropy (most
+    # users' binary models); added with the probe's output-layer rule, halves alternating
+    _r("h_moons_tanh_sigmoid_head_adam", HEALTHY, V, "make_moons MLP 32-32 tanh, sigmoid output, Adam lr=1e-2",
+       lambda s: fit(d := moons(s), mlp(d, [32, 32], "tanh", sigmoid_head=True), optimizer("adam", 1e-2), 15, 32)),
+    _r("h_breast_cancer_relu_sigmoid_head_momentum", HEALTHY, T,
+       "breast_cancer MLP 32 relu, sigmoid output, SGD lr=0.05 momentum=0.9",
+       lambda s: fit(d := breast_cancer(s), mlp(d, [32], sigmoid_head=True), optimizer("momentum", 0.05), 30, 32)),
 ]

@@ -38,10 +38,8 @@ AT_CHANCE_MAX_FALL = 0.05
 # something beyond the label frequencies (a loss coming down toward the chance level
 # from above is only learning those). Measured here: a GRU on the
 # adding problem (sequences of 20, Adam 1e-3, recurrent gain 3) sat at 0.168, 0.166,
-# 0.164 against a chance level of 0.170 for its epochs 2-4, 1-2 % lower each epoch
-# (the monitor's chance level, from the validation targets, was 0.158: the
-# validation loss, 0.155, 0.153, 0.151, was the one below it), then fell to 0.010 by
-# epoch 25; it was stopped at epoch 4 as hopeless. Runs stuck
+# 0.164 against a chance level of 0.170 for its epochs 2-4, 1-2 % lower each epoch,
+# then fell to 0.010 by epoch 25; it was stopped at epoch 4 as hopeless. Runs stuck
 # at chance wander up and down by about 1 % (the runs above).
 # Within the first epoch (no epoch history yet) progress is judged on step losses:
 # the median of the last quarter of the epoch's steps against the first quarter's,
@@ -252,10 +250,9 @@ class Progress:
         if not len(train) or not ((train >= floor) & (train <= ceiling)).all() or not (val >= floor).all():
             return False
         # ...and flat there: a loss coming down fast from above the chance level is
-        # learning (it will cross it), not sitting at it; nor is one (training or
-        # validation) already below it and still coming down at every epoch, however
-        # slowly (`_descending`).
-        leaving = any(len(losses) and losses[-1] < self.chance and _descending(losses) for losses in (train, val))
+        # learning (it will cross it), not sitting at it; nor is one already below it
+        # and still coming down at every epoch, however slowly (`_descending`).
+        leaving = train[-1] < self.chance and _descending(train)
         return bool(train[0] - train.min() < AT_CHANCE_MAX_FALL * train[0]) and not leaving
 
     def improving(self, index: int, window: int) -> bool:

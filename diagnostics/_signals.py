@@ -33,14 +33,6 @@ AT_CHANCE_CEILING = 3.0
 # cut its loss 16 % in 3 epochs was on its way below it (a small binary MLP at a low
 # rate, from the repository's sweep tests), while runs stuck at chance drift by 1 %.
 AT_CHANCE_MAX_FALL = 0.05
-# ...nor below the chance level and lower at every epoch of the window, by
-# MIN_RELATIVE_IMPROVEMENT in all: a plateau that training is leaving, having learned
-# something beyond the label frequencies (a loss coming down toward the chance level
-# from above is only learning those). Measured here: a GRU on the
-# adding problem (sequences of 20, Adam 1e-3, recurrent gain 3) sat at 0.168, 0.166,
-# 0.164 against a chance level of 0.170 for its epochs 2-4, 1-2 % lower each epoch,
-# then fell to 0.010 by epoch 25; it was stopped at epoch 4 as hopeless. Runs stuck
-# at chance wander up and down by about 1 % (the runs above).
 # Within the first epoch (no epoch history yet) progress is judged on step losses:
 # the median of the last quarter of the epoch's steps against the first quarter's,
 # and only with at least this many recorded steps (fewer medians are too noisy).
@@ -206,13 +198,6 @@ def chance_level(record: TrainingRecord) -> float | None:
     return float(chance)
 
 
-def _descending(losses: np.ndarray) -> bool:
-    """Whether a window of epoch losses fell at every epoch, by `MIN_RELATIVE_IMPROVEMENT`
-    of its first value in all."""
-    return bool(len(losses) >= 2 and np.all(np.diff(losses) < 0)
-                and losses[0] - losses[-1] >= MIN_RELATIVE_IMPROVEMENT * abs(losses[0]))
-
-
 class Progress:
     """Whether a run still makes progress, epoch by epoch (read once from a record).
 
@@ -250,10 +235,8 @@ class Progress:
         if not len(train) or not ((train >= floor) & (train <= ceiling)).all() or not (val >= floor).all():
             return False
         # ...and flat there: a loss coming down fast from above the chance level is
-        # learning (it will cross it), not sitting at it; nor is one already below it
-        # and still coming down at every epoch, however slowly (`_descending`).
-        leaving = train[-1] < self.chance and _descending(train)
-        return bool(train[0] - train.min() < AT_CHANCE_MAX_FALL * train[0]) and not leaving
+        # learning (it will cross it), not sitting at it.
+        return bool(train[0] - train.min() < AT_CHANCE_MAX_FALL * train[0])
 
     def improving(self, index: int, window: int) -> bool:
         """Whether training made progress in the `window` epochs up to epoch `index`.

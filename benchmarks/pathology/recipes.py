@@ -477,10 +477,4 @@ RECIPES += [
     _r("h_breast_cancer_relu_sigmoid_head_momentum", HEALTHY, T,
        "breast_cancer MLP 32 relu, sigmoid output, SGD lr=0.05 momentum=0.9",
        lambda s: fit(d := breast_cancer(s), mlp(d, [32], sigmoid_head=True), optimizer("momentum", 0.05), 30, 32)),
-    # a plateau near the chance level that training leaves after ~10 epochs; in the
-    # tuning half (not alternated) because the at-chance rule was fitted on it
-    _r("h_adding20_gru_gain3_adam", HEALTHY, T,
-       "adding problem (20 steps), GRU 32 with orthogonal recurrent gain 3, Adam lr=1e-3: plateau, then learns",
-       lambda s: fit(d := adding(s, length=20), rnn(d, "gru", 32, recurrent_initializer=_orthogonal(3.0, s)),
-                     optimizer("adam", 1e-3), 25, 32)),
 ]

@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-HOOKS = ("on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_epoch_end", "on_train_end",
-         "_flush", "_diagnose", "_loss_blew_up", "_nonfinite_tail", "_optimizer_step", "_nothing_to_see")
+KERAS_HOOKS = ("on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_epoch_end", "on_train_end")
+HOOKS = KERAS_HOOKS + ("_flush", "_diagnose", "_loss_blew_up", "_nonfinite_tail", "_optimizer_step", "_nothing_to_see")
 RECORDER = ("before_batch", "after_last_batch", "flush", "needs_flush", "install", "uninstall")
 
 
@@ -85,11 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         undo()
     epoch_s = float(np.median(np.diff([start] + timer_ends)[2:]))
     print(f"{note}, steps_per_execution={args.spe}: median epoch {epoch_s * 1000:.1f} ms (monitored)")
-    hooks = ("on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_epoch_end", "on_train_end")
     rows = {}
     for name, calls in spent.items():
         rows[name] = float(np.median([sum(t for e, t in calls if e == ep) for ep in range(2, args.epochs)]))
-    total = sum(rows.get(n, 0.0) for n in hooks)
+    total = sum(rows.get(n, 0.0) for n in KERAS_HOOKS)
     print(f"  {'hook or helper':24s} {'ms/epoch':>9s}")
     for name, value in sorted(rows.items(), key=lambda kv: -kv[1]):
         print(f"  {name:24s} {value * 1000:9.2f}")

@@ -484,8 +484,9 @@ class StepSignalRecorder:
         """Whether the steps written since the last flush need the record now (one host
         read, nothing appended): a non-finite loss or gradient value, a step loss above
         `loss_bound`, or a ring half full. Between flushes a monitor that must stop a
-        divergence within a few steps looks here; the flush itself (a few hundred
-        microseconds of NumPy on a small model) then waits for the epoch end."""
+        divergence within a few steps looks here, and the flush (NumPy and the
+        record's appends) waits for the epoch end. Most of a look's cost is the read
+        itself, which waits for the step just dispatched to finish."""
         if self._buffer is None:
             return True
         new = self._unread_rows()

@@ -111,7 +111,7 @@ def optimizer(name: str, lr: Any, **kw: Any) -> Any:
 def compile_model(model: Any, data: Data, opt: Any) -> Any:
     if data.classes is None:
         model.compile(optimizer=opt, loss="mse")
-    elif model.layers[-1].name == "out" and model.layers[-1].units == 1:  # a sigmoid head
+    elif getattr(model.layers[-1].activation, "__name__", None) == "sigmoid":  # `_head(sigmoid=True)`
         model.compile(optimizer=opt, loss="binary_crossentropy", metrics=["accuracy"])
     else:
         model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
